@@ -1,0 +1,1 @@
+"""Binary neural networks: layers, models, datasets, baselines, training."""

@@ -1,0 +1,1 @@
+"""Trainable quantum embedding kernels with PennyLane."""

@@ -1,0 +1,49 @@
+"""Exception types of qsgd. Each names the parameter, the value and what was expected."""
+
+from __future__ import annotations
+
+__all__ = [
+    "QSGDError",
+    "ProblemError",
+    "ConfigError",
+    "UnknownBackendError",
+    "BackendUnavailableError",
+    "BackendError",
+    "ProblemTooLargeError",
+    "CredentialsError",
+]
+
+
+class QSGDError(Exception):
+    """Base class of every error raised on purpose by qsgd."""
+
+
+class ProblemError(QSGDError, ValueError):
+    """An Ising/QUBO problem or its inputs are malformed (shape, non-finite values, empty)."""
+
+
+class ConfigError(QSGDError, ValueError):
+    """A configuration value is unknown, of the wrong type or out of range."""
+
+
+class UnknownBackendError(ConfigError, KeyError):
+    """An annealer backend name is not registered; the message lists the known names."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class BackendUnavailableError(QSGDError, ImportError):
+    """A backend needs an optional dependency that is not installed; says which extra to install."""
+
+
+class BackendError(QSGDError, RuntimeError):
+    """A backend failed while solving; the message says which backend and why."""
+
+
+class ProblemTooLargeError(QSGDError, ValueError):
+    """A problem has more variables than a backend accepts (exact solver, QPU after embedding)."""
+
+
+class CredentialsError(QSGDError, RuntimeError):
+    """A QPU backend has no credentials; the message says how to configure them."""
