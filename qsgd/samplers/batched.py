@@ -1,0 +1,536 @@
+"""``batched``: a simulated annealer that solves all problems of an :class:`IsingBatch` at once.
+
+A binary layer yields ``m`` Ising problems that share one coupling matrix ``J``; each is
+annealed with ``num_reads`` independent Metropolis chains, and all ``m * num_reads`` chains
+run in one call:
+
+* **CPU** (``device="cpu"``/``"numba"``): a numba kernel, parallel over chains (``prange``).
+  When the batch carries a low-rank factor ``F`` (``J == factor_scale * offdiag(F.T @ F)``,
+  ``r = F.shape[0] < n``), each chain keeps ``u = F @ s`` and the local field of spin ``i`` is
+  ``h_i + factor_scale * (F[:, i] @ u - ||F[:, i]||^2 s_i)``; a flip updates ``u`` in ``O(r)``,
+  so one sweep costs ``O(n r)`` instead of ``O(n^2)``. Without a factor each chain keeps the
+  local-field vector ``h + J @ s`` and updates it in ``O(n)`` per accepted flip.
+* **torch** (``device="cuda"``, ``"cuda:N"`` or ``"torch-cpu"``): the same algorithm written
+  with torch tensors, vectorised across chains (a Python loop over the spins of a sweep, each
+  step one update of all chains). ``"torch-cpu"`` runs that code on the CPU so it can be tested
+  without a GPU; it is slower than the numba kernel.
+
+Each sweep visits the spins in order ``0..n-1`` and accepts a flip with energy change ``dE`` with
+probability ``min(1, exp(-beta dE))``; ``beta`` follows a geometric schedule from
+``beta_range[0]`` (hot) to ``beta_range[1]`` (cold) over ``num_sweeps`` sweeps. The default range
+is computed per problem by :func:`default_beta_range`.
+
+Randomness: ``seed`` feeds one :class:`numpy.random.SeedSequence`, from which the initial states
+and one 64-bit seed per chain are drawn. The numba kernel gives each chain its own xorshift64*
+generator, so results do not depend on thread scheduling or the number of threads. The torch
+path draws its uniforms from its own seeded :class:`torch.Generator`; it agrees with the numba
+path in distribution (energy quality), not bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import dimod
+import numpy as np
+from numba import njit, prange
+
+from qsgd.errors import ConfigError, ProblemError
+from qsgd.ising import IsingBatch, from_bqm
+from qsgd.samplers.base import BatchResult
+
+__all__ = ["BatchedAnnealer", "default_beta_range", "resolve_device"]
+
+# Acceptance probabilities that define the default schedule (see default_beta_range).
+_HOT_ACCEPT = 0.5
+_COLD_ACCEPT = 0.01
+# Above this value of beta * dE the acceptance probability exp(-beta dE) < 2e-18: reject outright.
+_MAX_EXPONENT = 40.0
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def default_beta_range(batch: IsingBatch) -> np.ndarray:
+    """Per-problem ``(beta_hot, beta_cold)`` for the geometric schedule.
+
+    For problem ``k`` and spin ``i`` let ``a_ki = |h_ki| + sum_j |J_ij|`` (the largest local
+    field spin ``i`` can feel) and ``s_ki = sqrt(h_ki^2 + sum_j J_ij^2)`` (the typical local field
+    in a random state). A flip of spin ``i`` changes the energy by ``2 |field_i|``.
+
+    * hot: the largest flip, ``dE = 2 max_i a_ki``, is accepted with probability 0.5:
+      ``beta_hot = ln 2 / (2 max_i a_ki)``.
+    * cold: a small flip is accepted with probability 0.01:
+      ``beta_cold = ln 100 / (2 * d_k)``, with ``d_k = min_i s_ki / sqrt(n)``, a typical
+      smallest effective field. Using the smallest nonzero coefficient instead (as dimod's
+      samplers do) makes the cold end needlessly cold for real-valued couplings, wasting sweeps
+      in a frozen state.
+
+    Problems whose fields and couplings are all zero get ``(1, 1)``.
+
+    Shape:
+        returns ``(m, 2)``, float64.
+    """
+    h = np.abs(batch.h)
+    absJ = np.abs(batch.J)
+    a = h + absJ.sum(axis=1)[None, :]  # (m, n)
+    s = np.sqrt(batch.h**2 + (batch.J**2).sum(axis=1)[None, :])  # (m, n)
+    n = batch.num_variables
+    amax = a.max(axis=1)
+    smin = s.min(axis=1) / math.sqrt(n)
+    smin = np.where(smin > 0, smin, s.max(axis=1) / math.sqrt(n))
+    out = np.ones((batch.num_problems, 2))
+    ok = amax > 0
+    out[ok, 0] = math.log(1.0 / _HOT_ACCEPT) / (2.0 * amax[ok])
+    out[ok, 1] = math.log(1.0 / _COLD_ACCEPT) / (2.0 * smin[ok])
+    out[:, 1] = np.maximum(out[:, 1], out[:, 0])
+    return out
+
+
+def _schedule(beta_range: np.ndarray, num_sweeps: int) -> np.ndarray:
+    """Geometric schedules, ``(m, 2)`` ranges -> ``(m, num_sweeps)`` betas."""
+    if num_sweeps == 1:
+        return beta_range[:, 1:2].copy()
+    t = np.linspace(0.0, 1.0, num_sweeps)[None, :]
+    lo = np.log(beta_range[:, 0:1])
+    hi = np.log(beta_range[:, 1:2])
+    return np.exp(lo + t * (hi - lo))
+
+
+# --------------------------------------------------------------------------- numba kernels
+
+
+@njit(cache=True, inline="always")
+def _xorshift(state: np.uint64) -> tuple[np.uint64, float]:
+    """One xorshift64* step: the new state and a uniform float in [0, 1)."""
+    state ^= state >> np.uint64(12)
+    state ^= state << np.uint64(25)
+    state ^= state >> np.uint64(27)
+    out = state * np.uint64(0x2545F4914F6CDD1D)
+    return state, float(out >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True, inline="always")
+def _seed_state(seed: np.uint64) -> np.uint64:
+    """splitmix64 of ``seed``, never zero (xorshift needs a nonzero state)."""
+    z = seed + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    if z == np.uint64(0):
+        z = np.uint64(0x9E3779B97F4A7C15)
+    return z
+
+
+@njit(parallel=True, cache=True, fastmath=False)
+def _anneal_factor(h, Ft, scale, colnorm2, betas, spins, seeds, num_reads):  # pragma: no cover
+    """Anneal every chain in place using ``u = F s`` (numba, parallel over chains).
+
+    Shape:
+        h ``(m, n)``, Ft ``(n, r)`` (= F.T, C-contiguous), colnorm2 ``(n,)``,
+        betas ``(m, sweeps)``, spins ``(m * num_reads, n)`` int8 (in/out), seeds ``(m * num_reads,)``.
+    """
+    num_chains, n = spins.shape
+    r = Ft.shape[1]
+    num_sweeps = betas.shape[1]
+    for c in prange(num_chains):
+        k = c // num_reads
+        state = _seed_state(seeds[c])
+        s = np.empty(n)
+        for i in range(n):
+            s[i] = spins[c, i]
+        u = np.zeros(r)
+        for i in range(n):
+            for q in range(r):
+                u[q] += Ft[i, q] * s[i]
+        for t in range(num_sweeps):
+            beta = betas[k, t]
+            for i in range(n):
+                dot = 0.0
+                for q in range(r):
+                    dot += Ft[i, q] * u[q]
+                si = s[i]
+                field = h[k, i] + scale * (dot - colnorm2[i] * si)
+                de = -2.0 * si * field
+                accept = de <= 0.0
+                if not accept:
+                    x = beta * de
+                    if x < _MAX_EXPONENT:
+                        state, rnd = _xorshift(state)
+                        accept = rnd < math.exp(-x)
+                if accept:
+                    d = -2.0 * si
+                    for q in range(r):
+                        u[q] += d * Ft[i, q]
+                    s[i] = -si
+        for i in range(n):
+            spins[c, i] = np.int8(s[i])
+
+
+@njit(parallel=True, cache=True, fastmath=False)
+def _anneal_dense(h, J, betas, spins, seeds, num_reads):  # pragma: no cover
+    """Anneal every chain in place with a maintained local-field vector (numba, parallel over chains).
+
+    Shape:
+        h ``(m, n)``, J ``(n, n)``, betas ``(m, sweeps)``, spins ``(m * num_reads, n)`` int8 (in/out),
+        seeds ``(m * num_reads,)``.
+    """
+    num_chains, n = spins.shape
+    num_sweeps = betas.shape[1]
+    for c in prange(num_chains):
+        k = c // num_reads
+        state = _seed_state(seeds[c])
+        s = np.empty(n)
+        for i in range(n):
+            s[i] = spins[c, i]
+        lf = np.empty(n)
+        for i in range(n):
+            acc = h[k, i]
+            for j in range(n):
+                acc += J[i, j] * s[j]
+            lf[i] = acc
+        for t in range(num_sweeps):
+            beta = betas[k, t]
+            for i in range(n):
+                si = s[i]
+                de = -2.0 * si * lf[i]
+                accept = de <= 0.0
+                if not accept:
+                    x = beta * de
+                    if x < _MAX_EXPONENT:
+                        state, rnd = _xorshift(state)
+                        accept = rnd < math.exp(-x)
+                if accept:
+                    d = -2.0 * si
+                    for j in range(n):
+                        lf[j] += d * J[i, j]
+                    s[i] = -si
+        for i in range(n):
+            spins[c, i] = np.int8(s[i])
+
+
+# --------------------------------------------------------------------------- torch path
+
+
+def _anneal_torch(
+    batch: IsingBatch,
+    betas: np.ndarray,
+    spins: np.ndarray,
+    seed: int,
+    num_reads: int,
+    use_factor: bool,
+    device: str,
+) -> np.ndarray:
+    """The same Metropolis sweeps in torch, vectorised across all chains.
+
+    float32 on CUDA, float64 on CPU; ``u`` (or the local fields) is recomputed from the spins
+    at the start of every sweep so rounding does not accumulate.
+
+    Shape:
+        betas ``(m, sweeps)``, spins ``(m * num_reads, n)`` int8 -> ``(m * num_reads, n)`` int8.
+    """
+    import torch
+
+    dev = torch.device("cpu" if device == "torch-cpu" else device)
+    dtype = torch.float32 if dev.type == "cuda" else torch.float64
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(seed)
+
+    def T(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=dev)
+
+    n = batch.num_variables
+    hc = T(batch.h).repeat_interleave(num_reads, dim=0)  # (C, n)
+    bc = T(betas).repeat_interleave(num_reads, dim=0)  # (C, sweeps)
+    s = T(spins)  # (C, n)
+    num_chains = s.shape[0]
+    if use_factor:
+        assert batch.factor is not None
+        Ft = T(batch.factor.T)  # (n, r)
+        scale = float(batch.factor_scale)
+        diag = T(batch.factor_scale * (batch.factor**2).sum(axis=0))  # (n,)
+    else:
+        J = T(batch.J)
+    with torch.no_grad():
+        for t in range(bc.shape[1]):
+            beta = bc[:, t]
+            rnd = torch.rand((num_chains, n), generator=gen, device=dev, dtype=dtype)
+            if use_factor:
+                u = s @ Ft  # (C, r)
+            else:
+                lf = hc + s @ J  # (C, n)
+            for i in range(n):
+                si = s[:, i]
+                if use_factor:
+                    field = hc[:, i] + scale * (u @ Ft[i]) - diag[i] * si
+                else:
+                    field = lf[:, i]
+                de = -2.0 * si * field
+                accept = (de <= 0) | (rnd[:, i] < torch.exp(-(beta * de).clamp(min=0)))
+                delta = torch.where(accept, -2.0 * si, torch.zeros_like(si))
+                s[:, i] = si + delta
+                if use_factor:
+                    u.add_(delta[:, None] * Ft[i][None, :])
+                else:
+                    lf.add_(delta[:, None] * J[i][None, :])
+    return s.to("cpu").numpy().astype(np.int8)
+
+
+# --------------------------------------------------------------------------- device
+
+
+def resolve_device(device: str) -> str:
+    """Map a ``device`` argument to ``"numba"``, ``"torch-cpu"`` or a CUDA device string.
+
+    ``"auto"`` is CUDA when ``torch.cuda.is_available()`` and numba otherwise; ``"cpu"`` and
+    ``"numba"`` are the numba kernel; ``"torch-cpu"`` is the torch code on the CPU; ``"cuda"``
+    and ``"cuda:N"`` need a CUDA device.
+
+    Raises:
+        ConfigError: unknown device, or CUDA asked for but not available.
+    """
+    if not isinstance(device, str):
+        raise ConfigError(
+            f"device must be one of 'auto', 'cpu', 'numba', 'torch-cpu', 'cuda', 'cuda:N' (got {device!r})"
+        )
+    d = device.lower()
+    if d == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "numba"
+    if d in ("cpu", "numba"):
+        return "numba"
+    if d == "torch-cpu":
+        return d
+    if d == "cuda" or (d.startswith("cuda:") and d[5:].isdigit()):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {device!r} needs CUDA, but torch.cuda.is_available() is False; "
+                "use device='auto' or 'cpu'"
+            )
+        return d
+    raise ConfigError(
+        f"device must be one of 'auto', 'cpu', 'numba', 'torch-cpu', 'cuda', 'cuda:N' (got {device!r})"
+    )
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{name} must be a positive int (got {value!r})")
+    return int(value)
+
+
+def _check_beta_range(beta_range: Any) -> np.ndarray:
+    try:
+        arr = np.asarray(beta_range, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.shape != (2,):
+        raise ConfigError(
+            f"beta_range must be two floats (beta_hot, beta_cold) (got {beta_range!r})"
+        )
+    lo, hi = float(arr[0]), float(arr[1])
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+        raise ConfigError(
+            f"beta_range must be two finite positive floats with beta_hot <= beta_cold (got {beta_range!r})"
+        )
+    return arr
+
+
+def _check_initial_states(initial_states: Any, m: int, num_reads: int, n: int) -> np.ndarray:
+    arr = np.asarray(initial_states)
+    if arr.ndim == 2 and arr.shape == (num_reads, n):
+        arr = np.broadcast_to(arr, (m, num_reads, n))
+    if arr.shape != (m, num_reads, n):
+        raise ConfigError(
+            f"initial_states must have shape ({m}, {num_reads}, {n}) or ({num_reads}, {n}) "
+            f"(got shape {arr.shape})"
+        )
+    if not np.all((arr == 1) | (arr == -1)):
+        raise ConfigError("initial_states must contain only +1 and -1")
+    return arr.astype(np.int8)
+
+
+# --------------------------------------------------------------------------- sampler
+
+
+class BatchedAnnealer(dimod.Sampler):
+    """Simulated annealing of many Ising problems sharing one ``J``, on CPU (numba) or CUDA (torch).
+
+    The constructor takes nothing; every run setting is a keyword of :meth:`sample_batch` (and
+    of :meth:`sample`, :meth:`sample_ising`, :meth:`sample_qubo`, which solve one problem).
+
+    Example:
+        >>> import numpy as np
+        >>> from qsgd.ising import IsingBatch
+        >>> batch = IsingBatch.from_arrays(np.array([[1.0, -1.0]]), np.array([[0.0, -2.0], [-2.0, 0.0]]))
+        >>> res = BatchedAnnealer().sample_batch(batch, num_reads=4, seed=0, device="cpu")
+        >>> res.best.tolist(), float(res.best_energy[0])
+        ([[1, 1]], -2.0)
+    """
+
+    _PARAMETERS: Mapping[str, list] = {
+        "num_reads": [],
+        "num_sweeps": [],
+        "beta_range": [],
+        "seed": [],
+        "initial_states": [],
+        "warm_start": [],
+        "device": [],
+    }
+
+    @property
+    def parameters(self) -> dict[str, list]:
+        """Keyword arguments accepted by the sample methods (mirrors :meth:`sample_batch`)."""
+        return {k: list(v) for k, v in self._PARAMETERS.items()}
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        """Static facts about the sampler."""
+        return {
+            "backend": "batched",
+            "devices": ["auto", "cpu", "numba", "torch-cpu", "cuda", "cuda:N"],
+            "schedule": "geometric",
+            "exploits_low_rank_factor": True,
+        }
+
+    def sample_batch(
+        self,
+        batch: IsingBatch,
+        *,
+        num_reads: int = 10,
+        num_sweeps: int = 100,
+        beta_range: tuple[float, float] | None = None,
+        seed: int | None = None,
+        initial_states: np.ndarray | None = None,
+        warm_start: bool = False,
+        device: str = "auto",
+    ) -> BatchResult:
+        """Anneal ``num_reads`` chains for each of the ``m`` problems of ``batch`` in one call.
+
+        Args:
+            batch: ``m`` problems over ``n`` spins sharing ``J`` (and optionally a factor of it).
+            num_reads: Independent chains per problem.
+            num_sweeps: Metropolis sweeps per chain (each visits every spin once).
+            beta_range: ``(beta_hot, beta_cold)`` shared by all problems; ``None`` computes a
+                range per problem with :func:`default_beta_range`.
+            seed: Seed of every random choice; the same seed gives the same samples on the same
+                device kind.
+            initial_states: ±1 starting spins, ``(m, num_reads, n)`` or ``(num_reads, n)``
+                (the same for every problem); default uniformly random.
+            warm_start: Start every chain from ``sign(-h)`` (``+1`` where ``h == 0``), the optimum
+                without couplings. Combine with a cold ``beta_range`` to stay near it.
+            device: ``"auto"`` (CUDA if available, else numba), ``"cpu"``/``"numba"``,
+                ``"torch-cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+        Returns:
+            Samples sorted by energy per problem, energies recomputed in float64 from
+            ``batch``, and ``info`` with ``backend``, ``wall_time`` (seconds), ``device``,
+            ``num_sweeps``, ``num_reads``, ``beta_range`` (``(m, 2)`` array) and ``path``
+            (``"factor"`` or ``"dense"``).
+
+        Raises:
+            ConfigError: a bad keyword value (named in the message).
+            ProblemError: ``batch`` is not an :class:`IsingBatch`.
+
+        Shape:
+            ``samples`` ``(m, num_reads, n)`` int8, ``energies`` ``(m, num_reads)``.
+        """
+        t0 = time.perf_counter()
+        if not isinstance(batch, IsingBatch):
+            raise ProblemError(f"batch must be an IsingBatch (got {type(batch).__name__})")
+        num_reads = _check_positive_int("num_reads", num_reads)
+        num_sweeps = _check_positive_int("num_sweeps", num_sweeps)
+        if not isinstance(warm_start, (bool, np.bool_)):
+            raise ConfigError(f"warm_start must be a bool (got {warm_start!r})")
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
+        ):
+            raise ConfigError(f"seed must be a non-negative int or None (got {seed!r})")
+        dev = resolve_device(device)
+        m, n = batch.num_problems, batch.num_variables
+        if beta_range is None:
+            ranges = default_beta_range(batch)
+        else:
+            ranges = np.broadcast_to(_check_beta_range(beta_range), (m, 2)).copy()
+        if initial_states is not None and warm_start:
+            raise ConfigError("initial_states and warm_start=True are exclusive: pass one of them")
+
+        ss = np.random.SeedSequence(seed)
+        rng = np.random.Generator(np.random.PCG64(ss))
+        if initial_states is not None:
+            init = _check_initial_states(initial_states, m, num_reads, n)
+        elif warm_start:
+            ws = np.where(batch.h > 0, -1, 1).astype(np.int8)
+            init = np.broadcast_to(ws[:, None, :], (m, num_reads, n))
+        else:
+            init = (2 * rng.integers(0, 2, size=(m, num_reads, n)) - 1).astype(np.int8)
+        spins = np.ascontiguousarray(init.reshape(m * num_reads, n), dtype=np.int8).copy()
+        betas = np.ascontiguousarray(_schedule(ranges, num_sweeps))
+        r = 0 if batch.factor is None else batch.factor.shape[0]
+        use_factor = batch.factor is not None and r < n
+        path = "factor" if use_factor else "dense"
+
+        if dev == "numba":
+            seeds = rng.integers(0, 2**64, size=m * num_reads, dtype=np.uint64, endpoint=False)
+            h = np.ascontiguousarray(batch.h, dtype=np.float64)
+            if use_factor:
+                assert batch.factor is not None
+                F = np.asarray(batch.factor, dtype=np.float64)
+                Ft = np.ascontiguousarray(F.T)
+                colnorm2 = np.ascontiguousarray((F**2).sum(axis=0))
+                _anneal_factor(
+                    h, Ft, float(batch.factor_scale), colnorm2, betas, spins, seeds, num_reads
+                )
+            else:
+                J = np.ascontiguousarray(batch.J, dtype=np.float64)
+                _anneal_dense(h, J, betas, spins, seeds, num_reads)
+            device_name = "numba-cpu"
+        else:
+            torch_seed = int(rng.integers(0, 2**63 - 1))
+            spins = _anneal_torch(batch, betas, spins, torch_seed, num_reads, use_factor, dev)
+            device_name = dev
+
+        samples = spins.reshape(m, num_reads, n)
+        energies = batch.energies(samples)
+        order = np.argsort(energies, axis=1, kind="stable")
+        samples = np.take_along_axis(samples, order[:, :, None], axis=1)
+        energies = np.take_along_axis(energies, order, axis=1)
+        info = {
+            "backend": "batched",
+            "wall_time": time.perf_counter() - t0,
+            "device": device_name,
+            "num_sweeps": num_sweeps,
+            "num_reads": num_reads,
+            "beta_range": ranges,
+            "path": path,
+        }
+        return BatchResult(samples=np.ascontiguousarray(samples), energies=energies, info=info)
+
+    def sample(self, bqm: dimod.BinaryQuadraticModel, **parameters: Any) -> dimod.SampleSet:
+        """Solve one BQM (SPIN or BINARY) through :meth:`sample_batch`.
+
+        Keywords are those of :meth:`sample_batch`; ``initial_states`` may be ``(num_reads, n)``
+        in the order of ``bqm.variables``. Energies are recomputed for the BQM's vartype.
+        """
+        parameters = self.remove_unknown_kwargs(**parameters)
+        if len(bqm.variables) == 0:
+            return dimod.SampleSet.from_samples(
+                [], bqm.vartype, energy=[], info={"backend": "batched"}
+            )
+        batch, labels = from_bqm(bqm)
+        res = self.sample_batch(batch, **parameters)
+        samples = res.samples[0]
+        if bqm.vartype is dimod.BINARY:
+            samples = ((samples + 1) // 2).astype(np.int8)
+        info = {k: v for k, v in res.info.items() if k != "beta_range"}
+        info["beta_range"] = tuple(float(b) for b in res.info["beta_range"][0])
+        return dimod.SampleSet.from_samples_bqm((samples, labels), bqm, info=info)
