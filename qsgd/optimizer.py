@@ -1,0 +1,482 @@
+"""QP-SBGD as a ``torch.optim.Optimizer``: binary layers are updated by solving Ising problems.
+
+Data flow of one :meth:`QPSBGD.step`, per binary layer scheduled this step::
+
+    captured inputs X (rows, fan_in), captured dL/dpre G (rows, fan_out)
+        -> qsgd.qubo.layer_ising(X, G, eta=lr, curvature, normalize, formulation, weights)
+        -> one batched solve (qsgd.samplers.registry.solve_batch), or block-wise when
+           fan_in > max_block_vars (qsgd.qubo.solve_blockwise)
+        -> update: binary_gradient: latent W <- clip(W - lr * D, -latent_clip, latent_clip)
+                   projected:       W <- spins (exactly ±1)
+        -> per-layer record in ``last_stats``
+
+Everything that is not a tagged binary weight (batch norm, full-precision first/last
+layers, biases, output scales) is handed to a standard torch optimiser (Adam or SGD)
+stepped in the same :meth:`~QPSBGD.step`.
+
+This follows Krahn et al., "Projected Stochastic Gradient Descent with Quantum Annealed
+Binary Gradients" (BMVC 2024), with the problems built as documented in
+:mod:`qsgd.qubo` and ``docs/method.md``. Unlike the reference code, all problems of a layer
+are solved before any weight of that layer changes, and each layer's update uses the
+inputs and gradients of the same forward/backward pass.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from qsgd.errors import ConfigError, ProblemError
+from qsgd.qubo import FORMULATIONS, layer_ising, solve_blockwise
+from qsgd.samplers.registry import accepted_run_options, get_sampler, solve_batch
+
+__all__ = ["QPSBGD", "LAYER_SCHEDULES", "OTHER_OPTIMIZERS"]
+
+#: Accepted values of ``layer_schedule``.
+LAYER_SCHEDULES: tuple[str, ...] = ("all", "round_robin")
+#: Accepted values of ``other_optimizer`` (None: non-binary parameters are not updated).
+OTHER_OPTIMIZERS: tuple[str | None, ...] = ("adam", "sgd", None)
+
+_GROUP_KEYS = ("lr", "curvature", "normalize", "formulation", "latent_clip")
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_group_options(opts: Mapping[str, Any], where: str = "") -> None:
+    """Validate the per-layer hyperparameters (constructor defaults or a layer override)."""
+    if "lr" in opts:
+        lr = opts["lr"]
+        if not _is_real(lr) or not math.isfinite(lr) or lr <= 0:
+            raise ValueError(
+                f"Invalid learning rate{where}: lr must be a finite number > 0 (got {lr!r})"
+            )
+    if "curvature" in opts:
+        c = opts["curvature"]
+        if not _is_real(c) or not math.isfinite(c) or c < 0:
+            raise ValueError(f"curvature{where} must be a finite number >= 0 (got {c!r})")
+    if "normalize" in opts and not isinstance(opts["normalize"], bool):
+        raise TypeError(f"normalize{where} must be a bool (got {opts['normalize']!r})")
+    if "formulation" in opts and opts["formulation"] not in FORMULATIONS:
+        raise ValueError(
+            f"formulation{where} must be one of {', '.join(map(repr, FORMULATIONS))} "
+            f"(got {opts['formulation']!r})"
+        )
+    if "latent_clip" in opts:
+        c = opts["latent_clip"]
+        if not _is_real(c) or not math.isfinite(c) or c <= 0:
+            raise ValueError(f"latent_clip{where} must be a finite number > 0 (got {c!r})")
+
+
+def _resolve_backend(
+    backend: Any, backend_options: Mapping[str, Any] | None
+) -> tuple[str, dict[str, Any]]:
+    """Backend name and options from a name + dict, or from an ``AnnealerConfig``-like object."""
+    if isinstance(backend, str):
+        name, options = backend, {}
+    elif hasattr(backend, "backend"):  # qsgd.config.AnnealerConfig (or any object alike)
+        name = backend.backend
+        raw = getattr(backend, "options", None)
+        if raw is None and hasattr(backend, "sampler_options"):
+            raw = backend.sampler_options()
+        options = dict(raw or {})
+        if not isinstance(name, str):
+            raise ConfigError(f"backend config's backend must be a str (got {name!r})")
+    else:
+        raise TypeError(
+            f"backend must be a backend name (str) or an AnnealerConfig (got {type(backend).__name__})"
+        )
+    if backend_options is not None:
+        if not isinstance(backend_options, Mapping):
+            raise TypeError(f"backend_options must be a mapping or None (got {backend_options!r})")
+        options.update(backend_options)
+    return name, options
+
+
+class QPSBGD(torch.optim.Optimizer):
+    """Quantum projected stochastic binary-gradient descent over a model's binary layers.
+
+    Each binary layer (``bnn.layers.BinaryLayer`` with ``binary=True``) is one param group
+    holding its latent weight, with its own ``lr``, ``curvature``, ``normalize``,
+    ``formulation`` and ``latent_clip`` (override them through ``layer_options`` or by
+    editing ``param_groups``; LR schedulers act on these groups). The optimiser sets
+    ``capture=True`` on those layers so that each training forward/backward records the
+    layer's inputs ``X`` and the gradient ``G`` w.r.t. its pre-activations.
+
+    At each :meth:`step`, for each scheduled layer (all layers, or one per step in
+    round-robin order), the ``fan_out`` problems of ``fan_in`` spins are built by
+    :func:`qsgd.qubo.layer_ising` and solved in one batched call:
+
+    * ``"binary_gradient"``: spins are the direction ``D``; the latent weight moves to
+      ``clip(W - lr * D, -latent_clip, latent_clip)`` and the forward pass uses ``sign(W)``.
+      The clip keeps every latent weight within ``latent_clip / lr`` steps of a sign flip
+      (as BinaryConnect's clip to ``[-1, 1]``).
+    * ``"projected"``: spins are the new binary weights; the weight is set to them
+      (exactly ±1).
+
+    Rows of ``X``/``G`` whose gradient is exactly zero (e.g. graph nodes outside the
+    training mask, samples whose activations the straight-through estimator masked) carry
+    no information about the loss; they are dropped before the problems are built, so the
+    Gauss-Newton curvature covers the rows the loss depends on. A layer whose rows are all
+    zero is skipped that step (its stats say ``"skipped": True``).
+
+    Args:
+        model: The network; must contain at least one binary layer.
+        lr: Step size ``eta`` of the binary update (> 0).
+        curvature: Scale of the Gauss-Newton term (>= 0; 0 gives signSGD directions).
+        normalize: Column-normalise the layer inputs in the curvature.
+        formulation: ``"binary_gradient"`` or ``"projected"``.
+        backend: A registry name (``"neal"``, ``"exact"``, ``"batched"``, ...) or an
+            ``AnnealerConfig``-like object with ``.backend`` and ``.options``.
+        backend_options: Options for :func:`qsgd.samplers.registry.get_sampler`
+            (constructor options and default run settings such as ``num_reads``).
+        max_block_vars: If set, layers with ``fan_in > max_block_vars`` are solved block-wise
+            (one sweep of :func:`qsgd.qubo.solve_blockwise` over contiguous blocks, starting
+            from ``sign(-h)`` for binary_gradient and from the current weights for projected).
+        layer_schedule: ``"all"`` or ``"round_robin"`` (one layer per step, cycling in model order).
+        other_optimizer: ``"adam"``, ``"sgd"`` or None, for the non-binary parameters.
+        other_lr: Learning rate of that optimiser (None: ``lr``).
+        seed: Base seed; the solver seed of layer ``i`` at step ``t`` is derived from
+            ``(seed, t, i)``. None draws a base seed once (stored in the state dict).
+        latent_clip: Bound of the latent weights in binary_gradient (> 0).
+        layer_options: Per-layer overrides ``{layer_name: {"lr": ..., "curvature": ...}}``.
+
+    Attributes:
+        last_stats: One dict per layer updated in the last step: ``layer``, ``step``,
+            ``problems``, ``variables``, ``rows``, ``best_energy`` (mean over problems),
+            ``flip_ratio``, ``wall_time``, ``backend``, ``seed``, ``skipped``.
+        sampler: The backend sampler.
+
+    Example:
+        >>> from bnn.models import BinaryMLP
+        >>> model = BinaryMLP(4, [3], 2)
+        >>> opt = QPSBGD(model, lr=0.05, backend="exact", seed=0)
+        >>> loss = nn.functional.cross_entropy(model(torch.randn(8, 4)), torch.zeros(8, dtype=torch.long))
+        >>> loss.backward(); _ = opt.step(); len(opt.last_stats)
+        2
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float = 0.01,
+        *,
+        curvature: float = 1.0,
+        normalize: bool = False,
+        formulation: str = "binary_gradient",
+        backend: Any = "neal",
+        backend_options: Mapping[str, Any] | None = None,
+        max_block_vars: int | None = None,
+        layer_schedule: str = "all",
+        other_optimizer: str | None = "adam",
+        other_lr: float | None = None,
+        seed: int | None = None,
+        latent_clip: float = 1.0,
+        layer_options: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        from bnn.layers import binary_layers, is_binary_param  # bnn depends on torch only
+
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module (got {type(model).__name__})")
+        defaults = dict(
+            lr=lr,
+            curvature=curvature,
+            normalize=normalize,
+            formulation=formulation,
+            latent_clip=latent_clip,
+        )
+        _check_group_options(defaults)
+        if max_block_vars is not None and (
+            isinstance(max_block_vars, bool)
+            or not isinstance(max_block_vars, int)
+            or max_block_vars < 1
+        ):
+            raise ValueError(
+                f"max_block_vars must be a positive int or None (got {max_block_vars!r})"
+            )
+        if layer_schedule not in LAYER_SCHEDULES:
+            raise ValueError(
+                f"layer_schedule must be one of {', '.join(map(repr, LAYER_SCHEDULES))} "
+                f"(got {layer_schedule!r})"
+            )
+        if other_optimizer not in OTHER_OPTIMIZERS:
+            raise ValueError(
+                f"other_optimizer must be one of 'adam', 'sgd' or None (got {other_optimizer!r})"
+            )
+        if other_lr is not None and (
+            not _is_real(other_lr) or not math.isfinite(other_lr) or other_lr <= 0
+        ):
+            raise ValueError(f"other_lr must be a finite number > 0 or None (got {other_lr!r})")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed must be a non-negative int or None (got {seed!r})")
+
+        layers = binary_layers(model)
+        if not layers:
+            raise ValueError(
+                "model has no binary layer (no BinaryLayer with binary=True, i.e. no weight "
+                "tagged _bnn_binary): QPSBGD needs at least one"
+            )
+        overrides = dict(layer_options or {})
+        names = [name or "<model>" for name, _ in layers]
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise ValueError(
+                f"layer_options names unknown layer {unknown[0]!r}; binary layers: {', '.join(names)}"
+            )
+        groups = []
+        for name, (_, layer) in zip(names, layers, strict=True):
+            opts = dict(overrides.get(name, {}))
+            bad = sorted(set(opts) - set(_GROUP_KEYS))
+            if bad:
+                raise ValueError(
+                    f"layer_options[{name!r}] has unknown key {bad[0]!r}; accepted: {', '.join(_GROUP_KEYS)}"
+                )
+            _check_group_options(opts, f" of layer {name!r}")
+            groups.append({"params": [layer.weight], "name": name, **opts})
+        super().__init__(groups, defaults)
+
+        self.model = model
+        self._layers: list[Any] = [layer for _, layer in layers]
+        for layer in self._layers:
+            layer.capture = True
+
+        self.backend_name, self.backend_options = _resolve_backend(backend, backend_options)
+        self.sampler = get_sampler(self.backend_name, **self.backend_options)
+        self._seed_accepted = "seed" in accepted_run_options(self.sampler)
+        self.max_block_vars = max_block_vars
+        self.layer_schedule = layer_schedule
+        self.other_optimizer_name = other_optimizer
+        self.other_lr = float(lr if other_lr is None else other_lr)
+        self.base_seed = (
+            int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
+        )
+        self.step_count = 0
+        self.last_stats: list[dict[str, Any]] = []
+
+        binary_ids = {id(p) for p in model.parameters() if is_binary_param(p)}
+        others = [p for p in model.parameters() if id(p) not in binary_ids and p.requires_grad]
+        self.other_optimizer: torch.optim.Optimizer | None = None
+        if others and other_optimizer == "adam":
+            self.other_optimizer = torch.optim.Adam(others, lr=self.other_lr)
+        elif others and other_optimizer == "sgd":
+            self.other_optimizer = torch.optim.SGD(others, lr=self.other_lr)
+
+    # ------------------------------------------------------------------ schedule and seeds
+
+    def scheduled_groups(self, step: int | None = None) -> list[int]:
+        """Indices of the param groups (layers) updated at ``step`` (default: the next step)."""
+        t = self.step_count if step is None else step
+        if self.layer_schedule == "all":
+            return list(range(len(self.param_groups)))
+        return [t % len(self.param_groups)]
+
+    def step_seed(self, step: int, group_index: int) -> int:
+        """The solver seed of layer ``group_index`` at ``step`` (a uint32 derived from ``seed``)."""
+        ss = np.random.SeedSequence([self.base_seed, int(step), int(group_index)])
+        return int(ss.generate_state(1, dtype=np.uint32)[0])
+
+    # ------------------------------------------------------------------ the step
+
+    def _captured(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        layer = self._layers[index]
+        name = self.param_groups[index]["name"]
+        X, G = layer.captured_inputs, layer.captured_grad_out
+        if X is None:
+            raise RuntimeError(
+                f"layer {name!r} has no captured inputs: run forward and backward before step()"
+            )
+        if G is None:
+            raise RuntimeError(
+                f"layer {name!r} has no captured gradient: run backward on the loss before step()"
+            )
+        if X.shape[0] != G.shape[0]:  # pragma: no cover - guarded by the capture tokens
+            raise ProblemError(
+                f"layer {name!r}: captured inputs have {X.shape[0]} rows but gradients {G.shape[0]}"
+            )
+        for what, t in (("inputs", X), ("gradients", G)):
+            if not bool(torch.isfinite(t).all()):
+                bad = int((~torch.isfinite(t)).sum())
+                raise ProblemError(
+                    f"layer {name!r}: captured {what} contain {bad} non-finite value(s) "
+                    f"(NaN or inf) out of {t.numel()}; expected all finite"
+                )
+        return X, G
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Update the scheduled binary layers and step the standard optimiser.
+
+        Args:
+            closure: Optional callable that zeroes gradients, runs forward and backward and
+                returns the loss; it is called with gradients enabled.
+
+        Returns:
+            The closure's loss, or None.
+
+        Raises:
+            ProblemError: the loss or a captured input/gradient is not finite.
+            RuntimeError: a scheduled layer has no capture (forward/backward not run).
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+            value = float(loss.detach()) if torch.is_tensor(loss) else float(loss)
+            if not math.isfinite(value):
+                raise ProblemError(
+                    f"closure returned a non-finite loss (got {value}); expected a finite number"
+                )
+        scheduled = self.scheduled_groups()
+        captured = {i: self._captured(i) for i in scheduled}  # validate all before updating any
+        t = self.step_count
+        stats = []
+        for i in scheduled:
+            stats.append(self._update_layer(i, *captured[i], step=t))
+        if self.other_optimizer is not None:
+            self.other_optimizer.step()
+        for layer in self._layers:
+            layer.clear_capture()
+        self.step_count += 1
+        self.last_stats = stats
+        return loss
+
+    def _update_layer(
+        self, index: int, X: torch.Tensor, G: torch.Tensor, *, step: int
+    ) -> dict[str, Any]:
+        group = self.param_groups[index]
+        layer = self._layers[index]
+        p: torch.Tensor = group["params"][0]
+        name = group["name"]
+        m, n = layer.fan_out, layer.fan_in
+        state = self.state[p]
+        if not state:
+            state.update(steps=0, flips=0, solver_time=0.0, skipped=0)
+        seed = self.step_seed(step, index)
+        record: dict[str, Any] = {
+            "layer": name,
+            "step": step,
+            "problems": m,
+            "variables": n,
+            "rows": 0,
+            "best_energy": float("nan"),
+            "flip_ratio": 0.0,
+            "wall_time": 0.0,
+            "backend": self.backend_name,
+            "seed": seed,
+            "skipped": False,
+        }
+        keep = (G != 0).any(dim=1)
+        rows = int(keep.sum())
+        if rows == 0:
+            record["skipped"] = True
+            state["skipped"] += 1
+            return record
+        Xn = X[keep].detach().cpu().double().numpy()
+        Gn = G[keep].detach().cpu().double().numpy()
+        lr, formulation = float(group["lr"]), group["formulation"]
+        old = p.detach().reshape(m, n).clone()
+        old_sign = torch.where(old >= 0, 1.0, -1.0)
+        batch = layer_ising(
+            Xn,
+            Gn,
+            eta=lr,
+            curvature=float(group["curvature"]),
+            normalize=bool(group["normalize"]),
+            formulation=formulation,
+            weights=old_sign.cpu().double().numpy() if formulation == "projected" else None,
+            name=name,
+        )
+        run = {"seed": seed} if self._seed_accepted else {}
+        if self.max_block_vars is not None and n > self.max_block_vars:
+            initial = (
+                np.where(batch.h <= 0, 1, -1)
+                if formulation == "binary_gradient"
+                else old_sign.cpu().numpy()
+            )
+            times: list[float] = []
+
+            def solve(sub):
+                res = solve_batch(self.sampler, sub, **run)
+                times.append(float(res.info.get("wall_time", 0.0)))
+                return res
+
+            spins, energies = solve_blockwise(batch, solve, self.max_block_vars, initial)
+            wall = float(sum(times))
+        else:
+            result = solve_batch(self.sampler, batch, **run)
+            spins, energies = result.best, result.best_energy
+            wall = float(result.info.get("wall_time", 0.0))
+        d = torch.as_tensor(np.asarray(spins), dtype=p.dtype, device=p.device)
+        if formulation == "binary_gradient":
+            clip = float(group["latent_clip"])
+            new = (old - lr * d).clamp_(-clip, clip)
+        else:
+            new = d
+        p.copy_(new.reshape(p.shape))
+        new_sign = torch.where(new >= 0, 1.0, -1.0)
+        flips = int((new_sign != old_sign).sum())
+        state["steps"] += 1
+        state["flips"] += flips
+        state["solver_time"] += wall
+        record.update(
+            rows=rows,
+            best_energy=float(np.mean(energies)),
+            flip_ratio=flips / float(m * n),
+            wall_time=wall,
+        )
+        return record
+
+    # ------------------------------------------------------------------ torch contract
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zero the gradients of the binary weights and of the standard optimiser's parameters."""
+        super().zero_grad(set_to_none=set_to_none)
+        if self.other_optimizer is not None:
+            self.other_optimizer.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Torch's state dict plus ``"qpsbgd"``: step count, base seed and the inner optimiser's state."""
+        sd = super().state_dict()
+        sd["qpsbgd"] = {
+            "step_count": self.step_count,
+            "base_seed": self.base_seed,
+            "other_optimizer": None
+            if self.other_optimizer is None
+            else self.other_optimizer.state_dict(),
+        }
+        return sd
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; the trajectory then continues as it would have."""
+        sd = dict(state_dict)
+        extra = sd.pop("qpsbgd", None)
+        if extra is None:
+            raise ValueError(
+                "state_dict has no 'qpsbgd' entry: it was not saved by QPSBGD.state_dict()"
+            )
+        super().load_state_dict(sd)
+        self.step_count = int(extra["step_count"])
+        self.base_seed = int(extra["base_seed"])
+        inner = extra.get("other_optimizer")
+        if (inner is None) != (self.other_optimizer is None):
+            raise ValueError(
+                "state_dict's standard optimiser does not match this QPSBGD "
+                f"(saved: {'none' if inner is None else 'present'}, here: "
+                f"{'none' if self.other_optimizer is None else 'present'})"
+            )
+        if self.other_optimizer is not None:
+            self.other_optimizer.load_state_dict(inner)
+
+    def __repr__(self) -> str:
+        return (
+            f"QPSBGD(layers={[g['name'] for g in self.param_groups]}, lr={self.defaults['lr']}, "
+            f"formulation={self.defaults['formulation']!r}, backend={self.backend_name!r}, "
+            f"layer_schedule={self.layer_schedule!r})"
+        )
