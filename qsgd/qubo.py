@@ -291,11 +291,11 @@ def layer_ising(
             f"({bad} entries are not)"
         )
     v = Bt - eta * grad  # (m, n)
-    H = base * gram
-    vH = v @ H  # (m, n)
-    J = H.copy()
+    vF = v @ F.T  # (m, B): low rank, cheaper than v @ H
+    vH = base * (vF @ F)  # (m, n) == v @ H
+    J = base * gram
     np.fill_diagonal(J, 0.0)
-    offset = 0.5 * float(np.trace(H)) + 0.5 * np.einsum("mn,mn->m", vH, v)
+    offset = 0.5 * base * float(np.trace(gram)) + 0.5 * base * np.einsum("mb,mb->m", vF, vF)
     return IsingBatch(h=-vH, J=J, offset=offset, factor=F, factor_scale=float(base))
 
 
