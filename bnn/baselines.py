@@ -1,0 +1,470 @@
+"""Baseline optimisers for binary networks: BinaryConnect, signSGD, ProxQuant, full precision.
+
+Each baseline is a :class:`torch.optim.Optimizer` over *all* parameters of a model. Binary
+parameters are recognised by the tag ``p._bnn_binary = True`` (set by the binary layers,
+which binarise with ``sign(w)``, ``sign(0) = +1``, in the forward pass); they receive the
+method's binary rule. Every other parameter (biases, batch-norm, full-precision first/last
+layers) is updated by a standard inner optimiser (``"adam"`` by default, or ``"sgd"``).
+
+Every step records ``last_stats`` (the same keys as QP-SBGD's per-step record where they
+apply) so that logs compare: ``flip_ratio`` is the fraction of binary weights whose sign
+changed in the step.
+
+Example:
+    >>> model = torch.nn.Linear(3, 1)
+    >>> model.weight._bnn_binary = True
+    >>> opt = make_optimizer("binaryconnect", model, lr=0.01)
+    >>> model(torch.ones(2, 3)).sum().backward()
+    >>> _ = opt.step()
+    >>> sorted(opt.last_stats)[:2]
+    ['flip_ratio', 'num_binary']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from qsgd.errors import ConfigError
+
+__all__ = [
+    "is_binary_param",
+    "BinaryConnect",
+    "SignSGD",
+    "ProxQuant",
+    "full_precision",
+    "prox_binary",
+    "make_optimizer",
+    "available_optimizers",
+]
+
+ParamsT = Iterable[torch.Tensor] | Iterable[dict[str, Any]] | nn.Module
+
+_INNER: dict[str, type[Optimizer]] = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+
+
+def is_binary_param(p: torch.Tensor) -> bool:
+    """True for a parameter tagged ``_bnn_binary = True`` by a binary layer."""
+    return bool(getattr(p, "_bnn_binary", False))
+
+
+def _check_lr(lr: Any) -> float:
+    if (
+        isinstance(lr, bool)
+        or not isinstance(lr, (int, float))
+        or not (lr > 0 and math.isfinite(lr))
+    ):
+        raise ConfigError(f"lr must be a positive float (got {lr!r})")
+    return float(lr)
+
+
+def _spin(t: torch.Tensor) -> torch.Tensor:
+    """Boolean sign with ``sign(0) = +1``: True where ``t >= 0``."""
+    return t >= 0
+
+
+def prox_binary(w: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Proximal map of ``threshold * R`` with the W-shaped ``R(w) = sum min(|w - 1|, |w + 1|)``.
+
+    Soft-thresholds every entry towards the nearer of ``±1`` (``0`` goes towards ``+1``)::
+
+        prox(w) = s + sign(w - s) * max(|w - s| - threshold, 0),   s = sign(w)
+
+    Shape:
+        w: any shape; returns the same shape.
+
+    Example:
+        >>> prox_binary(torch.tensor([0.25, -0.5, 1.75]), 0.25).tolist()
+        [0.5, -0.75, 1.5]
+    """
+    s = torch.where(w >= 0, 1.0, -1.0).to(w.dtype)
+    d = w - s
+    return s + torch.sign(d) * torch.clamp(d.abs() - threshold, min=0.0)
+
+
+class _BinaryCaseOptimizer(Optimizer):
+    """Base: binary rule on tagged parameters, an inner torch optimiser on the others.
+
+    Subclasses set ``_inner_takes_binary`` (True when the binary rule is "inner step, then a
+    post-processing of the binary weights", as in BinaryConnect and ProxQuant) and implement
+    :meth:`_binary_update`. The inner optimiser mirrors the param groups; its learning rate
+    follows the group's ``lr`` (so schedulers work) and its state travels in
+    :meth:`state_dict` under ``"inner"``.
+    """
+
+    _inner_takes_binary: bool = False
+
+    def __init__(
+        self,
+        params: ParamsT,
+        defaults: dict[str, Any],
+        inner: str,
+        inner_options: dict[str, Any] | None,
+    ) -> None:
+        if isinstance(params, nn.Module):
+            params = params.parameters()
+        if not isinstance(inner, str) or inner not in _INNER:
+            raise ConfigError(f"inner must be one of {sorted(_INNER)} (got {inner!r})")
+        if inner_options is not None and not isinstance(inner_options, dict):
+            raise ConfigError(f"inner_options must be a dict or None (got {inner_options!r})")
+        super().__init__(params, defaults)
+        self.inner_name = inner
+        self.inner_options = dict(inner_options or {})
+        self.last_stats: dict[str, Any] = {}
+        groups, self._inner_index = [], []
+        for g in self.param_groups:
+            ps = [p for p in g["params"] if self._inner_takes_binary or not is_binary_param(p)]
+            self._inner_index.append(len(groups) if ps else None)
+            if ps:
+                groups.append({"params": ps, "lr": g["lr"]})
+        try:
+            self.inner: Optimizer | None = (
+                _INNER[inner](groups, **self.inner_options) if groups else None
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"inner_options {self.inner_options!r} rejected by {inner}: {exc}"
+            ) from exc
+
+    # -- torch contract -----------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()
+        sd["inner"] = self.inner.state_dict() if self.inner is not None else None
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        sd = dict(state_dict)
+        inner_sd = sd.pop("inner", None)
+        super().load_state_dict(sd)
+        if self.inner is not None:
+            if inner_sd is None:
+                raise ConfigError("state_dict has no 'inner' entry for the inner optimiser")
+            self.inner.load_state_dict(inner_sd)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        inner = getattr(self, "inner", None)
+        if not hasattr(self, "_inner_index"):
+            return  # still in __init__: the inner optimiser is built from all groups afterwards
+        g = self.param_groups[-1]
+        ps = [p for p in g["params"] if self._inner_takes_binary or not is_binary_param(p)]
+        if not ps:
+            self._inner_index.append(None)
+        elif inner is None:
+            self.inner = _INNER[self.inner_name](
+                [{"params": ps, "lr": g["lr"]}], **self.inner_options
+            )
+            self._inner_index.append(0)
+        else:
+            inner.add_param_group({"params": ps, "lr": g["lr"]})
+            self._inner_index.append(len(inner.param_groups) - 1)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        """One update; ``closure`` re-evaluates the loss (returned)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        binary = [
+            (g, p)
+            for g in self.param_groups
+            for p in g["params"]
+            if is_binary_param(p) and p.grad is not None
+        ]
+        for _, p in binary:
+            if not bool(torch.isfinite(p.grad).all()):
+                raise ValueError(
+                    f"gradient of a binary parameter of shape {tuple(p.shape)} is not finite "
+                    "(NaN/inf loss?)"
+                )
+        before = [_spin(p) for _, p in binary]
+        if self.inner is not None:
+            for g, idx in zip(self.param_groups, self._inner_index, strict=True):
+                if idx is not None:
+                    self.inner.param_groups[idx]["lr"] = g["lr"]
+            self.inner.step()
+        extra: dict[str, Any] = {}
+        for g, p in binary:
+            state = self.state[p]
+            if "step" not in state:
+                state["step"] = torch.zeros((), dtype=torch.float64)
+            state["step"] += 1
+            extra = self._binary_update(g, p, state) or extra
+        num = sum(p.numel() for _, p in binary)
+        flipped = sum(int((b != _spin(p)).sum()) for b, (_, p) in zip(before, binary, strict=True))
+        self.last_stats = {
+            "flip_ratio": flipped / num if num else 0.0,
+            "num_binary": num,
+            "num_flipped": flipped,
+            "optimizer": type(self).__name__,
+            **extra,
+        }
+        return loss
+
+    def _binary_update(
+        self, group: dict[str, Any], p: torch.Tensor, state: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def binarize_(self) -> None:
+        """Hard-binarise every binary parameter in place: ``w <- sign(w)``, ``sign(0) = +1``."""
+        for g in self.param_groups:
+            for p in g["params"]:
+                if is_binary_param(p):
+                    p.copy_(torch.where(p >= 0, 1.0, -1.0).to(p.dtype))
+
+
+class BinaryConnect(_BinaryCaseOptimizer):
+    """BinaryConnect (Courbariaux, Bengio & David, NeurIPS 2015).
+
+    The forward pass uses ``w_b = sign(w)``; the gradient of the loss w.r.t. ``w_b`` (passed
+    to the latent real weights ``w`` by the straight-through estimator of the layer) updates
+    ``w``, which is then clipped (Algorithm 1 of the paper)::
+
+        w_{t+1} = clip(w_t - eta * u(dC/dw_b), -clip, clip)
+
+    where ``u`` is the inner rule: plain SGD (``u(g) = g``) or Adam, as in the paper's
+    experiments. The inner optimiser also updates the non-binary parameters.
+
+    Args:
+        params: Model parameters (or a module, or param groups).
+        lr: Learning rate ``eta`` (> 0).
+        inner: ``"adam"`` or ``"sgd"``.
+        clip: Clip bound for the latent weights (> 0), ``1.0`` in the paper.
+        inner_options: Extra keyword arguments of the inner optimiser (``betas``, ``momentum``, ...).
+    """
+
+    _inner_takes_binary = True
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-2,
+        *,
+        inner: str = "adam",
+        clip: float = 1.0,
+        inner_options: dict[str, Any] | None = None,
+    ) -> None:
+        lr = _check_lr(lr)
+        if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0:
+            raise ConfigError(f"clip must be a positive float (got {clip!r})")
+        super().__init__(params, {"lr": lr, "clip": float(clip)}, inner, inner_options)
+
+    def _binary_update(
+        self, group: dict[str, Any], p: torch.Tensor, state: dict[str, Any]
+    ) -> dict[str, Any]:
+        p.clamp_(-group["clip"], group["clip"])
+        return {}
+
+
+class SignSGD(_BinaryCaseOptimizer):
+    """signSGD / Signum (Bernstein, Wang, Azizzadenesheli & Anandkumar, ICML 2018).
+
+    On the latent real weights ``w`` of the binary parameters (the layer binarises them in the
+    forward pass)::
+
+        signSGD:  w_{t+1} = w_t - eta * sign(g_t)
+        Signum:   m_t = beta * m_{t-1} + (1 - beta) * g_t,   w_{t+1} = w_t - eta * sign(m_t)
+
+    with ``torch.sign`` (``sign(0) = 0``: a zero gradient leaves the weight unchanged) and
+    ``m_0 = 0``. Non-binary parameters go to the inner optimiser.
+
+    Args:
+        params: Model parameters (or a module, or param groups).
+        lr: Step size ``eta`` (> 0).
+        momentum: ``beta`` in ``[0, 1)``; 0 is plain signSGD.
+        clip: Optional clip bound of the latent weights (``None``: no clipping, as in the paper).
+        inner: Optimiser of the non-binary parameters, ``"adam"`` or ``"sgd"``.
+        inner_options: Extra keyword arguments of the inner optimiser.
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        *,
+        clip: float | None = None,
+        inner: str = "adam",
+        inner_options: dict[str, Any] | None = None,
+    ) -> None:
+        lr = _check_lr(lr)
+        if (
+            isinstance(momentum, bool)
+            or not isinstance(momentum, (int, float))
+            or not 0 <= momentum < 1
+        ):
+            raise ConfigError(f"momentum must be a float in [0, 1) (got {momentum!r})")
+        if clip is not None and (
+            isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0
+        ):
+            raise ConfigError(f"clip must be a positive float or None (got {clip!r})")
+        defaults = {"lr": lr, "momentum": float(momentum), "clip": clip}
+        super().__init__(params, defaults, inner, inner_options)
+
+    def _binary_update(
+        self, group: dict[str, Any], p: torch.Tensor, state: dict[str, Any]
+    ) -> dict[str, Any]:
+        g = p.grad
+        beta = group["momentum"]
+        if beta > 0:
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p)
+            buf = state["momentum_buffer"]
+            buf.mul_(beta).add_(g, alpha=1 - beta)
+            g = buf
+        p.add_(torch.sign(g), alpha=-group["lr"])
+        if group["clip"] is not None:
+            p.clamp_(-group["clip"], group["clip"])
+        return {}
+
+
+_SCHEDULES = ("linear", "exponential")
+
+
+class ProxQuant(_BinaryCaseOptimizer):
+    """ProxQuant (Bai, Wang & Liberty, ICLR 2019) with the binary W-shaped regulariser.
+
+    Algorithm 1 of the paper, a proximal gradient step with an increasing regularisation
+    strength ``lambda_t``::
+
+        w_{t+1} = prox_{eta * lambda_t * R}(w_t - eta * u(grad L(w_t))),
+        R(w) = sum_i min(|w_i - 1|, |w_i + 1|)
+
+    where the prox soft-thresholds each entry towards the nearer of ``±1`` by
+    ``eta * lambda_t`` (:func:`prox_binary`) and ``u`` is the inner rule (Adam in the
+    paper's experiments, or SGD). The strength grows with the step count ``t``:
+
+    * ``"linear"``: ``lambda_t = reg_rate * t`` (the paper's schedule);
+    * ``"exponential"``: ``lambda_t = reg_rate * reg_growth ** t``;
+
+    capped at ``reg_max`` if given. (The reference QP-SBGD code keeps it constant; this class
+    does not allow that.) Call :meth:`binarize_` at the end of training for the paper's final
+    hard quantisation. The paper evaluates the loss at the real ``w`` during training; layers
+    that binarise in the forward pass give the straight-through gradient instead.
+
+    Args:
+        params: Model parameters (or a module, or param groups).
+        lr: Step size ``eta`` (> 0).
+        reg_rate: ``lambda`` growth rate (> 0).
+        reg_schedule: ``"linear"`` or ``"exponential"``.
+        reg_growth: Factor (> 1) of the exponential schedule.
+        reg_max: Optional cap of ``lambda_t`` (> 0).
+        inner: ``"adam"`` or ``"sgd"``; also updates the non-binary parameters.
+        inner_options: Extra keyword arguments of the inner optimiser.
+    """
+
+    _inner_takes_binary = True
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-2,
+        *,
+        reg_rate: float = 1e-2,
+        reg_schedule: str = "linear",
+        reg_growth: float = 1.01,
+        reg_max: float | None = None,
+        inner: str = "adam",
+        inner_options: dict[str, Any] | None = None,
+    ) -> None:
+        lr = _check_lr(lr)
+        if isinstance(reg_rate, bool) or not isinstance(reg_rate, (int, float)) or not reg_rate > 0:
+            raise ConfigError(f"reg_rate must be a positive float (got {reg_rate!r})")
+        if reg_schedule not in _SCHEDULES:
+            raise ConfigError(
+                f"reg_schedule must be one of {list(_SCHEDULES)} (got {reg_schedule!r})"
+            )
+        if (
+            isinstance(reg_growth, bool)
+            or not isinstance(reg_growth, (int, float))
+            or not reg_growth > 1
+        ):
+            raise ConfigError(f"reg_growth must be a float > 1 (got {reg_growth!r})")
+        if reg_max is not None and (
+            isinstance(reg_max, bool) or not isinstance(reg_max, (int, float)) or not reg_max > 0
+        ):
+            raise ConfigError(f"reg_max must be a positive float or None (got {reg_max!r})")
+        defaults = {
+            "lr": lr,
+            "reg_rate": float(reg_rate),
+            "reg_schedule": reg_schedule,
+            "reg_growth": float(reg_growth),
+            "reg_max": None if reg_max is None else float(reg_max),
+        }
+        super().__init__(params, defaults, inner, inner_options)
+
+    @staticmethod
+    def reg_strength(group: dict[str, Any], t: int | float) -> float:
+        """``lambda_t`` of a param group after ``t`` steps."""
+        if group["reg_schedule"] == "linear":
+            lam = group["reg_rate"] * t
+        else:
+            lam = group["reg_rate"] * group["reg_growth"] ** t
+        if group["reg_max"] is not None:
+            lam = min(lam, group["reg_max"])
+        return float(lam)
+
+    def _binary_update(
+        self, group: dict[str, Any], p: torch.Tensor, state: dict[str, Any]
+    ) -> dict[str, Any]:
+        lam = self.reg_strength(group, float(state["step"]))
+        p.copy_(prox_binary(p, group["lr"] * lam))
+        return {"reg_lambda": lam}
+
+
+def full_precision(params: ParamsT, lr: float = 1e-3, **adam_options: Any) -> torch.optim.Adam:
+    """The full-precision reference: plain Adam (Kingma & Ba 2015) over all parameters.
+
+    Use it with the same architecture in real-weight mode; binary tags are ignored.
+    """
+    if isinstance(params, nn.Module):
+        params = params.parameters()
+    return torch.optim.Adam(params, lr=_check_lr(lr), **adam_options)
+
+
+def _make_qpsbgd(model: Any, **options: Any) -> Optimizer:
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"optimizer 'qpsbgd' needs the model (an nn.Module) to hook its layers "
+            f"(got {type(model).__name__})"
+        )
+    from qsgd.optimizer import QPSBGD
+
+    return QPSBGD(model, **options)
+
+
+_FACTORY: dict[str, Callable[..., Optimizer]] = {
+    "binaryconnect": BinaryConnect,
+    "signsgd": SignSGD,
+    "proxquant": ProxQuant,
+    "adam": full_precision,
+    "qpsbgd": _make_qpsbgd,
+}
+
+
+def available_optimizers() -> list[str]:
+    """Names accepted by :func:`make_optimizer`."""
+    return sorted(_FACTORY)
+
+
+def make_optimizer(name: str, model_or_params: ParamsT, **options: Any) -> Optimizer:
+    """Build an optimiser by name: ``"binaryconnect"``, ``"signsgd"``, ``"proxquant"``,
+    ``"adam"`` (full precision) or ``"qpsbgd"`` (:class:`qsgd.optimizer.QPSBGD`, which needs
+    the model itself). ``options`` go to the constructor.
+
+    Raises:
+        ConfigError: unknown name (lists the known ones) or invalid options.
+    """
+    key = str(name).lower()
+    if key not in _FACTORY:
+        raise ConfigError(f"unknown optimizer {name!r}; known optimizers: {available_optimizers()}")
+    return _FACTORY[key](model_or_params, **options)
