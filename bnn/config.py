@@ -1,0 +1,626 @@
+"""One validated run configuration for ``bnn train``: load, override, check, save.
+
+A run config is a TOML file (YAML too when ``pyyaml`` happens to be installed) with the
+sections ``data``, ``model``, ``optimizer``, ``annealer``, ``train`` and ``output``.
+It is validated once, at load, with pydantic (``extra="forbid"``, strict types): an
+unknown key, a wrong type or an out-of-range value raises :class:`qsgd.errors.ConfigError`
+whose message names the dotted path of the key, the value and what was expected.
+
+Example:
+    >>> cfg = RunConfig.from_file("examples/configs/default.toml",
+    ...                           overrides=["annealer.backend=tabu", "train.epochs=2"])
+    >>> cfg.annealer.backend, cfg.train.epochs
+    ('tabu', 2)
+
+The schema with one full example is documented in ``docs/training.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from qsgd.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+from qsgd.config import AnnealerConfig  # the [annealer] section, owned by qsgd
+
+__all__ = [
+    "RunConfig",
+    "DataConfig",
+    "ModelConfig",
+    "QPSBGDConfig",
+    "BinaryConnectConfig",
+    "SignSGDConfig",
+    "ProxQuantConfig",
+    "AdamConfig",
+    "OptimizerConfig",
+    "TrainConfig",
+    "OutputConfig",
+    "AnnealerConfig",
+    "KNOWN_DATASETS",
+    "KNOWN_OPTIMIZERS",
+    "SCHEDULES",
+    "COMPATIBLE_RESUME_KEYS",
+    "load_config",
+    "parse_override",
+    "apply_overrides",
+    "format_validation_error",
+    "incompatible_changes",
+]
+
+#: Dataset names accepted in ``data.name`` (``bnn.data.available_datasets()`` when importable).
+KNOWN_DATASETS: tuple[str, ...] = ("a1a", "cora", "citeseer", "karate", "breast_cancer", "digits")
+#: Optimizer names accepted in ``optimizer.name``.
+KNOWN_OPTIMIZERS: tuple[str, ...] = ("qpsbgd", "binaryconnect", "signsgd", "proxquant", "adam")
+#: Layer-wise schedules accepted in ``train.schedule``.
+SCHEDULES: tuple[str, ...] = ("all", "round_robin", "greedy")
+#: Dotted key prefixes that may change between a run and its resumption.
+COMPATIBLE_RESUME_KEYS: tuple[str, ...] = (
+    "name",
+    "description",
+    "train.epochs",
+    "train.eval_interval",
+    "train.hyperparameters",
+    "output",
+)
+
+_OptionValue = Union[bool, int, float, str, list, dict]  # noqa: UP007 - pydantic needs a runtime union
+
+
+class _Section(BaseModel):
+    """Base of every config section: unknown keys rejected, values not coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, frozen=True)
+
+
+def _available_datasets() -> tuple[str, ...]:
+    try:
+        from bnn.data import available_datasets
+    except ImportError:
+        return KNOWN_DATASETS
+    return tuple(available_datasets())
+
+
+class DataConfig(_Section):
+    """``[data]``: which dataset to load and how.
+
+    Attributes:
+        name: One of ``a1a``, ``cora``, ``citeseer``, ``karate``, ``breast_cancer``, ``digits``.
+        root: Folder holding the dataset files (``a1a``, ``cora``, ``citeseer``); relative paths
+            are resolved against the config file's folder. ``None``: the loader's default
+            (``$QSGD_DATA_ROOT`` or ``../shared/data``).
+        options: Extra keyword arguments of ``bnn.data.get_dataset`` (e.g. ``features``,
+            ``val_fraction``).
+    """
+
+    name: str
+    root: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known_name(cls, value: str) -> str:
+        known = _available_datasets()
+        if value not in known:
+            raise ValueError(f"must be one of {', '.join(map(repr, known))} (got {value!r})")
+        return value
+
+
+class ModelConfig(_Section):
+    """``[model]``: the network architecture.
+
+    Attributes:
+        arch: ``mlp`` (tabular data), ``gcn`` (graph data) or ``cnn`` (image data).
+        hidden: Widths of the hidden layers, e.g. ``[64, 64]``.
+        binary: ``false`` builds the same architecture with real weights (full-precision reference).
+        first_layer_binary: Whether the first layer has ±1 weights.
+        last_layer_binary: Whether the last (classifier) layer has ±1 weights.
+        batchnorm: Batch-norm after each hidden layer.
+        options: Extra keyword arguments of the model class.
+    """
+
+    arch: Literal["mlp", "gcn", "cnn"] = "mlp"
+    hidden: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [32])
+    binary: bool = True
+    first_layer_binary: bool = True
+    last_layer_binary: bool = True
+    batchnorm: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class _OptimizerBase(_Section):
+    name: str
+    lr: float = Field(default=0.01, gt=0)
+
+    def constructor_options(self) -> dict[str, Any]:
+        """Keyword arguments of the optimizer's constructor (``bnn.baselines.make_optimizer``)."""
+        return self.model_dump(exclude={"name"}, exclude_none=True)
+
+
+class QPSBGDConfig(_OptimizerBase):
+    """``[optimizer]`` with ``name = "qpsbgd"``: the annealer-based binary optimizer
+    (:class:`qsgd.optimizer.QPSBGD`).
+
+    Attributes:
+        lr: Step size ``eta`` of the binary update.
+        curvature: Scale of the Gauss-Newton curvature ``X^T X`` (0 gives signSGD directions).
+        normalize: Column-normalise the layer inputs in the curvature.
+        formulation: ``binary_gradient`` (latent weights) or ``projected`` (weights stay ±1).
+        max_block_vars: Split layers with a larger fan-in into blocks of at most this many
+            variables (QPU size limit).
+        latent_clip: Bound of the latent weights (``binary_gradient``).
+        other_optimizer: Optimizer of the non-binary parameters: ``adam``, ``sgd`` or ``none``.
+        other_lr: Its learning rate (default: ``lr``).
+        layer_options: Per-layer overrides ``{layer_name = {lr = ..., curvature = ...}}``.
+
+    The annealer is the ``[annealer]`` section; the layer schedule is ``train.schedule``.
+    """
+
+    name: Literal["qpsbgd"]
+    curvature: float = Field(default=1.0, ge=0)
+    normalize: bool = False
+    formulation: Literal["binary_gradient", "projected"] = "binary_gradient"
+    max_block_vars: Annotated[int, Field(gt=0)] | None = None
+    latent_clip: float = Field(default=1.0, gt=0)
+    other_optimizer: Literal["adam", "sgd", "none"] = "adam"
+    other_lr: Annotated[float, Field(gt=0)] | None = None
+    layer_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def constructor_options(self) -> dict[str, Any]:
+        opts = super().constructor_options()
+        if opts.get("other_optimizer") == "none":
+            opts["other_optimizer"] = None
+        if not opts.get("layer_options"):
+            opts.pop("layer_options", None)
+        return opts
+
+
+class _BaselineBase(_OptimizerBase):
+    inner: Literal["adam", "sgd"] = "adam"
+    inner_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class BinaryConnectConfig(_BaselineBase):
+    """``[optimizer]`` with ``name = "binaryconnect"``: latent weights clipped to ``[-clip, clip]``;
+    non-binary parameters go to the ``inner`` optimizer (``adam``/``sgd``, same ``lr``)."""
+
+    name: Literal["binaryconnect"]
+    clip: float = Field(default=1.0, gt=0)
+
+
+class SignSGDConfig(_BaselineBase):
+    """``[optimizer]`` with ``name = "signsgd"`` (``momentum > 0``: Signum)."""
+
+    name: Literal["signsgd"]
+    lr: float = Field(default=1e-3, gt=0)
+    momentum: float = Field(default=0.0, ge=0, lt=1)
+    clip: Annotated[float, Field(gt=0)] | None = None
+
+
+class ProxQuantConfig(_BaselineBase):
+    """``[optimizer]`` with ``name = "proxquant"``: prox to ±1 with a growing regulariser."""
+
+    name: Literal["proxquant"]
+    reg_rate: float = Field(default=1e-2, gt=0)
+    reg_schedule: Literal["linear", "exponential"] = "linear"
+    reg_growth: float = Field(default=1.01, gt=1)
+    reg_max: Annotated[float, Field(gt=0)] | None = None
+
+
+class AdamConfig(_OptimizerBase):
+    """``[optimizer]`` with ``name = "adam"``: the full-precision reference (use it with
+    ``model.binary = false``)."""
+
+    name: Literal["adam"]
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+
+
+OptimizerConfig = Annotated[
+    Union[QPSBGDConfig, BinaryConnectConfig, SignSGDConfig, ProxQuantConfig, AdamConfig],  # noqa: UP007
+    Field(discriminator="name"),
+]
+
+
+class TrainConfig(_Section):
+    """``[train]``: the fit loop.
+
+    Attributes:
+        epochs: Number of epochs (at least 1).
+        batch_size: Mini-batch size (tabular data; graph data train full-batch).
+        seed: Seeds torch, numpy, ``random``, the data order and the annealer.
+        schedule: ``all`` layers every step, ``round_robin`` one binary layer per step, or
+            ``greedy`` layer by layer (each binary layer trained alone for
+            ``greedy_epochs_per_layer`` epochs, then frozen; remaining epochs train all layers).
+        greedy_epochs_per_layer: Epochs per layer in the ``greedy`` schedule.
+        eval_interval: Evaluate on validation and test data every this many epochs (and always
+            after the last one).
+        max_batches_per_epoch: Cap the mini-batches per epoch (quick runs); ``None``: all.
+        hyperparameters: Free-form values recorded verbatim in ``summary.json`` (e.g. a sweep id).
+    """
+
+    epochs: int = Field(default=10, gt=0)
+    batch_size: int = Field(default=32, gt=0)
+    seed: int = Field(default=0, ge=0)
+    schedule: Literal["all", "round_robin", "greedy"] = "all"
+    greedy_epochs_per_layer: int = Field(default=1, gt=0)
+    eval_interval: int = Field(default=1, gt=0)
+    max_batches_per_epoch: Annotated[int, Field(gt=0)] | None = None
+    hyperparameters: dict[str, _OptionValue] = Field(default_factory=dict)
+
+
+class OutputConfig(_Section):
+    """``[output]``: where and what to write.
+
+    Attributes:
+        run_dir: Run directory (relative paths: to the current directory).
+        overwrite: Allow a fresh run into a directory that already holds one.
+        plots: Write PNG plots at the end of the run.
+        tensorboard: Also log to TensorBoard (needs the ``tensorboard`` package).
+        log_steps: Write one ``metrics.jsonl`` line per optimizer step (not only per epoch).
+    """
+
+    run_dir: str = "runs/default"
+    overwrite: bool = False
+    plots: bool = True
+    tensorboard: bool = False
+    log_steps: bool = True
+
+
+class RunConfig(_Section):
+    """A whole, validated run configuration.
+
+    Attributes:
+        name: A short label of the run (used in tables and plots).
+        description: Free text.
+        data, model, optimizer, annealer, train, output: The sections above; ``annealer`` is
+            :class:`qsgd.config.AnnealerConfig` (backend name and its run options).
+    """
+
+    name: str = "run"
+    description: str = ""
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig
+    annealer: AnnealerConfig = Field(default_factory=AnnealerConfig)  # type: ignore[valid-type]
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        overrides: Iterable[str] = (),
+        *,
+        source: str | None = None,
+        updates: Mapping[str, Any] | None = None,
+    ) -> RunConfig:
+        """Validate a nested mapping (as read from TOML), after applying ``--set`` overrides.
+
+        Args:
+            data: The nested tables.
+            overrides: ``KEY=VALUE`` strings (see :func:`parse_override`), applied in order.
+            source: Where ``data`` came from, for messages.
+            updates: Dotted keys set to Python values after the overrides (not parsed),
+                e.g. ``{"output.run_dir": "runs/x"}`` from ``--run-dir``.
+
+        Raises:
+            ConfigError: an override or a value is invalid; the message names the dotted key.
+        """
+        raw = apply_overrides(data, overrides)
+        for key, value in (updates or {}).items():
+            _set_path(raw, tuple(key.split(".")), value, f"{key}={value!r}")
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            where = f" {source}" if source else ""
+            raise ConfigError(f"invalid config{where}: {format_validation_error(exc)}") from None
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        overrides: Iterable[str] = (),
+        *,
+        updates: Mapping[str, Any] | None = None,
+    ) -> RunConfig:
+        """Read, override and validate a config file (``updates`` as in :meth:`from_dict`).
+
+        Relative ``data.root`` paths are resolved against the file's folder.
+
+        Raises:
+            ConfigError: missing file, bad TOML (with line and column) or invalid values.
+        """
+        path = Path(path)
+        raw = _read_file(path)
+        root = raw.get("data", {}).get("root") if isinstance(raw.get("data"), dict) else None
+        if isinstance(root, str) and not Path(root).is_absolute():
+            raw = {**raw, "data": {**raw["data"], "root": str((path.parent / root).resolve())}}
+        return cls.from_dict(raw, overrides, source=str(path), updates=updates)
+
+    # ----------------------------------------------------------------- output
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain TOML-able data (``None`` values left out)."""
+        return _drop_empty(self.model_dump(mode="json", exclude_none=True))
+
+    def to_toml(self) -> str:
+        """The resolved config as TOML text; ``RunConfig.from_dict(tomllib.loads(text))`` round-trips."""
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write :meth:`to_toml` to ``path`` atomically; returns the path."""
+        from bnn.checkpoint import atomic_write_bytes
+
+        return atomic_write_bytes(Path(path), self.to_toml().encode())
+
+
+def load_config(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> RunConfig:
+    """Shorthand for :meth:`RunConfig.from_file`."""
+    return RunConfig.from_file(path, overrides)
+
+
+# --------------------------------------------------------------------- reading files
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"config file not found: {str(path)!r}")
+    if not path.is_file():
+        raise ConfigError(f"config path is not a file: {str(path)!r}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ConfigError(
+                f"config {str(path)!r} is YAML, which needs pyyaml (pip install pyyaml); "
+                "or use TOML"
+            ) from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(
+                f"invalid YAML in {str(path)!r}: {' '.join(str(exc).split())}"
+            ) from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"config {str(path)!r} must be a mapping at top level (got {type(data).__name__})"
+            )
+        return data
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML in {str(path)!r}: {exc}") from None
+
+
+# --------------------------------------------------------------------- overrides
+def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
+    """Parse one ``--set KEY=VALUE`` override.
+
+    ``KEY`` is a dotted path (``annealer.backend``); ``VALUE`` is a TOML literal
+    (``3``, ``0.5``, ``true``, ``[8, 8]``, ``"text"``, ``{a = 1}``); a value that is not
+    a TOML literal is taken as a bare string (``annealer.backend=tabu``).
+
+    Returns:
+        The key path and the parsed value.
+
+    Raises:
+        ConfigError: no ``=`` or an empty key segment.
+    """
+    if "=" not in text:
+        raise ConfigError(f"override must look like KEY=VALUE, e.g. train.epochs=3 (got {text!r})")
+    key, value_text = text.split("=", 1)
+    key = key.strip()
+    parts = tuple(p.strip() for p in key.split("."))
+    if not key or any(not p for p in parts):
+        raise ConfigError(f"override key must be a dotted path like train.epochs (got {key!r})")
+    value_text = value_text.strip()
+    try:
+        value = tomllib.loads(f"v = {value_text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = value_text
+    return parts, value
+
+
+def _model_for(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic model classes an annotation may hold (several for a tagged union)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _model_for(get_args(annotation)[0])
+    if origin is Union or (origin is not None and type(None) in get_args(annotation)):
+        models: list[type[BaseModel]] = []
+        for arg in get_args(annotation):
+            models.extend(_model_for(arg))
+        return models
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return []
+
+
+def _check_override_path(parts: tuple[str, ...], text: str) -> None:
+    """Raise ConfigError if ``parts`` names no key of the schema (free-form tables accept any)."""
+    models: list[type[BaseModel]] = [RunConfig]
+    for depth, part in enumerate(parts):
+        fields = {name: f for m in models for name, f in m.model_fields.items()}
+        if part not in fields:
+            where = ".".join(parts[:depth]) or "top level"
+            raise ConfigError(
+                f"unknown config key {'.'.join(parts[: depth + 1])!r} in override {text!r} "
+                f"(keys at {where}: {', '.join(sorted(fields))})"
+            )
+        models = _model_for(fields[part].annotation)
+        if not models:  # a scalar or a free-form table: deeper keys belong to it
+            annotation = fields[part].annotation
+            if depth < len(parts) - 1 and dict not in (annotation, get_origin(annotation)):
+                raise ConfigError(
+                    f"config key {'.'.join(parts[: depth + 1])!r} is not a table; "
+                    f"cannot set {'.'.join(parts)!r} (override {text!r})"
+                )
+            return
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a deep copy of ``data`` with each ``KEY=VALUE`` override applied in order.
+
+    Raises:
+        ConfigError: a malformed override or a key the schema does not know.
+    """
+    result = _deep_copy(data)
+    for text in overrides:
+        parts, value = parse_override(text)
+        _set_path(result, parts, value, text)
+    return result
+
+
+def _set_path(result: dict[str, Any], parts: tuple[str, ...], value: Any, text: str) -> None:
+    _check_override_path(parts, text)
+    node = result
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(
+                f"config key {'.'.join(parts[: depth + 1])!r} is not a table; "
+                f"cannot set {'.'.join(parts)!r} (override {text!r})"
+            )
+        node = child
+    node[parts[-1]] = value
+
+
+def _drop_empty(data: dict[str, Any], depth: int = 2) -> dict[str, Any]:
+    """Leave out empty tables of the schema itself (``[data.options]``), not inside option values."""
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and depth > 0:
+            value = _drop_empty(value, depth - 1)
+            if not value:
+                continue
+        out[key] = value
+    return out
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, Mapping):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+# --------------------------------------------------------------------- error messages
+_TAGGED = {"optimizer": set(KNOWN_OPTIMIZERS)}
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for i, item in enumerate(loc):
+        # drop the tag pydantic inserts for a discriminated union (optimizer.<name>.lr)
+        if i == 1 and str(loc[0]) in _TAGGED and item in _TAGGED[str(loc[0])]:
+            continue
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        else:
+            parts.append(str(item))
+    return ".".join(parts) or "top level"
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    models: list[type[BaseModel]] = [RunConfig]
+    for i, item in enumerate(loc):
+        if i == 1 and str(loc[0]) in _TAGGED and item in _TAGGED[str(loc[0])]:
+            models = [m for m in models if item in str(m.model_fields.get("name"))] or models
+            continue
+        fields = {name: f for m in models for name, f in m.model_fields.items()}
+        if item not in fields:
+            break
+        models = _model_for(fields[item].annotation) or models
+    return sorted({name for m in models for name in m.model_fields})
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """Turn a pydantic error into one line: ``path must be ... (got value)`` per problem."""
+    messages = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err.get("loc", ()))
+        kind = err.get("type", "")
+        path = _dotted(loc)
+        value = err.get("input")
+        ctx = err.get("ctx") or {}
+        msg = str(err.get("msg", ""))
+        if kind == "extra_forbidden":
+            known = _fields_at(loc[:-1])
+            messages.append(f"unknown key {path!r} (known keys here: {', '.join(known)})")
+        elif kind == "missing":
+            messages.append(f"{path} is required")
+        elif kind == "union_tag_invalid":
+            expected = ctx.get("expected_tags", ", ".join(map(repr, KNOWN_OPTIMIZERS)))
+            messages.append(
+                f"{path}.{ctx.get('discriminator', 'name').strip(chr(39))} must be one of "
+                f"{expected} (got {ctx.get('tag')!r})"
+            )
+        elif kind == "union_tag_not_found":
+            messages.append(
+                f"{path}.{str(ctx.get('discriminator', 'name')).strip(chr(39))} is required "
+                f"(one of {', '.join(map(repr, KNOWN_OPTIMIZERS))})"
+            )
+        elif kind in ("value_error", "assertion_error"):
+            detail = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+            if "(got" not in detail:
+                detail = f"{detail} (got {_short(value)})"
+            messages.append(f"{path}: {detail}")
+        else:
+            detail = msg.removeprefix("Input should be ")
+            if detail != msg:
+                messages.append(f"{path} must be {detail} (got {_short(value)})")
+            else:
+                messages.append(f"{path}: {msg} (got {_short(value)})")
+    return "; ".join(messages)
+
+
+# --------------------------------------------------------------------- resume
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def incompatible_changes(old: RunConfig, new: RunConfig) -> list[str]:
+    """Dotted keys whose change makes resuming ``old`` as ``new`` impossible.
+
+    Only :data:`COMPATIBLE_RESUME_KEYS` (epochs, eval interval, output, labels) may differ;
+    ``train.epochs`` must not go below the epochs already done (checked by the trainer).
+    """
+    a, b = _flatten(old.to_dict()), _flatten(new.to_dict())
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return [
+        k
+        for k in changed
+        if not any(k == p or k.startswith(p + ".") for p in COMPATIBLE_RESUME_KEYS)
+    ]
