@@ -393,3 +393,11 @@ def test_with_bnn_layers_weights_exactly_pm1():
         binary = [p for p in model.parameters() if is_binary_param(p)]
         assert len(binary) == 2
         assert all(set(p.flatten().tolist()) <= {-1.0, 1.0} for p in binary)
+
+
+def test_factory_builds_qpsbgd_from_the_model():
+    models = pytest.importorskip("bnn.models")
+    qopt = pytest.importorskip("qsgd.optimizer")
+    model = models.BinaryMLP(4, [3], 2)
+    opt = make_optimizer("qpsbgd", model, lr=0.1, backend="exact")
+    assert isinstance(opt, qopt.QPSBGD)
