@@ -1,0 +1,228 @@
+"""The validated ``[annealer]`` configuration: which backend, and how to run it.
+
+Example (TOML)::
+
+    [annealer]
+    backend = "neal"          # any name from qsgd.samplers.available_backends()
+    num_reads = 20
+    num_sweeps = 100
+    seed = 0
+    options = { beta_schedule_type = "linear" }   # backend-specific, checked against the backend
+
+Generic knobs (``num_reads``, ``num_sweeps``, ``seed``, ``beta_range``, ``chain_strength``,
+``annealing_time``, ``fallback``) are applied where the chosen backend has them and ignored where
+it has none (``num_sweeps`` means nothing to ``"tabu"``), so switching backends is a one-line
+change. Keys in ``options`` are strict: each must be a constructor option or a run option of
+the backend, otherwise loading fails with the key named. ``max_block_vars`` is not a sampler
+setting: the optimizer uses it to split large problems into blocks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dimod
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from qsgd.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["AnnealerConfig", "backend_options"]
+
+_QPU_BACKENDS = ("dwave", "mock-dwave")
+_RUN_FIELDS = ("num_reads", "num_sweeps", "seed", "beta_range", "chain_strength", "annealing_time")
+_INIT_FIELDS = ("fallback",)
+
+
+def backend_options(name: str) -> tuple[set[str], set[str]]:
+    """``(constructor_options, run_options)`` that backend ``name`` accepts.
+
+    Run options are the sampler's dimod ``parameters``. They are read from a class attribute
+    ``_run_keys`` when the factory has one (QPU backends: nothing is constructed, no network),
+    otherwise from a default-constructed instance (cheap for the classical backends).
+
+    Raises:
+        UnknownBackendError: unknown ``name``.
+        BackendUnavailableError: its optional dependency is missing.
+    """
+    from qsgd.samplers.registry import backend_spec
+
+    factory = backend_spec(name).resolve()
+    run_keys = getattr(factory, "_run_keys", None)
+    if run_keys is not None:
+        run = set(run_keys)
+    else:
+        sampler = factory()
+        run = set(getattr(sampler, "parameters", None) or {})
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        params = ()
+    init = {
+        p.name
+        for p in params
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in ("self",)
+    }
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        init |= run  # the qsgd wrappers take default run settings as constructor keywords
+    return init, run
+
+
+class AnnealerConfig(BaseModel):
+    """Which annealer backend solves the QUBOs, and its settings. Unknown keys are rejected.
+
+    Attributes:
+        backend: Registry name (default ``"neal"``).
+        num_reads: Reads (samples) per problem.
+        num_sweeps: Sweeps per read for annealers (``None``: the backend's default).
+        seed: Seed of the whole run (``None``: not reproducible).
+        beta_range: ``(hot, cold)`` inverse temperatures for simulated annealers
+            (``None``: computed from each problem).
+        max_block_vars: Split problems larger than this into blocks (used by the optimizer).
+        fallback: Backend used when a QPU is unreachable (QPU backends only).
+        chain_strength: Absolute chain strength for QPU backends (``None``: torque compensation).
+        annealing_time: QPU annealing time in microseconds.
+        options: Backend-specific constructor or run options, validated against the backend.
+
+    Example:
+        >>> cfg = AnnealerConfig(backend="exact", num_reads=1)
+        >>> cfg.run_options()
+        {'num_reads': 1}
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: str = "neal"
+    num_reads: int = Field(10, gt=0)
+    num_sweeps: int | None = Field(None, gt=0)
+    seed: int | None = Field(None, ge=0, lt=2**63)
+    beta_range: tuple[float, float] | None = None
+    max_block_vars: int | None = Field(None, gt=1)
+    fallback: str | None = None
+    chain_strength: float | None = Field(None, gt=0)
+    annealing_time: float | None = Field(None, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        from qsgd.samplers.registry import backend_spec
+
+        backend_spec(value)  # UnknownBackendError (a ValueError) lists the known names
+        return value
+
+    @field_validator("beta_range")
+    @classmethod
+    def _beta_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not (0 < value[0] < value[1] < float("inf")):
+            raise ValueError(
+                f"beta_range must be (hot, cold) with 0 < hot < cold < inf (got {value!r})"
+            )
+        return value
+
+    @field_validator("fallback")
+    @classmethod
+    def _fallback(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from qsgd.samplers.registry import available_backends
+
+        known = [b for b in available_backends() if b not in _QPU_BACKENDS]
+        if value not in known:
+            raise ValueError(f"fallback must be one of {', '.join(known)} or None (got {value!r})")
+        return value
+
+    @model_validator(mode="after")
+    def _options_fit_backend(self) -> AnnealerConfig:
+        init, run = backend_options(self.backend)
+        for key in self.options:
+            if key not in init and key not in run:
+                raise ValueError(
+                    f"unknown option {key!r} for backend {self.backend!r}; "
+                    f"accepted options: {', '.join(sorted(init | run))}"
+                )
+        return self
+
+    # ------------------------------------------------------------------ helpers
+    def run_options(self) -> dict[str, Any]:
+        """Keywords for ``solve_batch``/``sample``: generic knobs the backend has, plus its run options."""
+        _, run = backend_options(self.backend)
+        out = {
+            k: getattr(self, k) for k in _RUN_FIELDS if k in run and getattr(self, k) is not None
+        }
+        out.update({k: v for k, v in self.options.items() if k in run})
+        return out
+
+    def sampler_options(self) -> dict[str, Any]:
+        """Keywords for ``get_sampler``: constructor options from ``options`` (and ``fallback``)."""
+        init, run = backend_options(self.backend)
+        out = {
+            k: getattr(self, k) for k in _INIT_FIELDS if k in init and getattr(self, k) is not None
+        }
+        out.update({k: v for k, v in self.options.items() if k in init and k not in run})
+        return out
+
+    def make_sampler(self) -> dimod.Sampler:
+        """``get_sampler(self.backend, **self.sampler_options())``."""
+        from qsgd.samplers.registry import get_sampler
+
+        return get_sampler(self.backend, **self.sampler_options())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, path: str = "annealer") -> AnnealerConfig:
+        """Validate a mapping; errors become one :class:`ConfigError` naming ``path.key`` and the value.
+
+        Raises:
+            ConfigError: unknown key, unknown backend or option, or a bad value.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path} must be a table/mapping (got {type(data).__name__})")
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as exc:
+            raise ConfigError(_format_errors(exc, path)) from None
+
+    @classmethod
+    def from_toml(cls, source: str | Path) -> AnnealerConfig:
+        """Load from a TOML file path or TOML text; uses its ``[annealer]`` table if present.
+
+        Raises:
+            ConfigError: unreadable TOML or an invalid table (see :meth:`from_dict`).
+        """
+        text = None
+        if isinstance(source, Path) or (
+            isinstance(source, str) and "\n" not in source and "=" not in source
+        ):
+            try:
+                text = Path(source).read_text()
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read annealer config file {str(source)!r}: {exc}"
+                ) from exc
+        else:
+            text = str(source)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"invalid TOML in annealer config: {exc}") from exc
+        table = data.get("annealer", data)
+        return cls.from_dict(table)
+
+
+def _format_errors(exc: ValidationError, path: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in (path, *err["loc"]))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key {err['loc'][-1]!r}; allowed keys: {', '.join(AnnealerConfig.model_fields)}"
+        lines.append(f"{loc}: {msg} (got {err.get('input')!r})")
+    return "; ".join(lines)
