@@ -23,7 +23,8 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -38,6 +39,7 @@ __all__ = [
     "SignSGD",
     "ProxQuant",
     "full_precision",
+    "latent_forward",
     "prox_binary",
     "make_optimizer",
     "available_optimizers",
@@ -348,8 +350,9 @@ class ProxQuant(_BinaryCaseOptimizer):
 
     capped at ``reg_max`` if given. (The reference QP-SBGD code keeps it constant; this class
     does not allow that.) Call :meth:`binarize_` at the end of training for the paper's final
-    hard quantisation. The paper evaluates the loss at the real ``w`` during training; layers
-    that binarise in the forward pass give the straight-through gradient instead.
+    hard quantisation. The paper evaluates the loss at the real ``w`` during training: run
+    the training forward passes inside :func:`latent_forward` for that; layers that binarise
+    in the forward pass give the straight-through gradient instead.
 
     Args:
         params: Model parameters (or a module, or param groups).
@@ -419,6 +422,41 @@ class ProxQuant(_BinaryCaseOptimizer):
         lam = self.reg_strength(group, float(state["step"]))
         p.copy_(prox_binary(p, group["lr"] * lam))
         return {"reg_lambda": lam}
+
+
+@contextmanager
+def latent_forward(model: nn.Module) -> Iterator[list[nn.Module]]:
+    """Temporarily run binary layers on their latent real weights (ProxQuant's training mode).
+
+    Every submodule that owns a tagged binary ``weight`` and a boolean ``binary`` attribute
+    (the convention of :mod:`bnn.layers`) gets ``binary = False`` inside the block and its
+    previous value back on exit; the tags stay, so the optimiser still treats the weights as
+    binary. Yields the switched modules.
+
+    Example:
+        >>> lin = torch.nn.Linear(2, 1)
+        >>> lin.weight._bnn_binary, lin.binary = True, True
+        >>> with latent_forward(lin) as switched:
+        ...     lin.binary, len(switched)
+        (False, 1)
+        >>> lin.binary
+        True
+    """
+    switched = [
+        m
+        for m in model.modules()
+        if isinstance(getattr(m, "binary", None), bool)
+        and isinstance(getattr(m, "weight", None), torch.Tensor)
+        and is_binary_param(m.weight)
+        and m.binary
+    ]
+    for m in switched:
+        m.binary = False
+    try:
+        yield switched
+    finally:
+        for m in switched:
+            m.binary = True
 
 
 def full_precision(params: ParamsT, lr: float = 1e-3, **adam_options: Any) -> torch.optim.Adam:

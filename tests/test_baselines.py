@@ -15,6 +15,7 @@ from bnn.baselines import (
     available_optimizers,
     full_precision,
     is_binary_param,
+    latent_forward,
     make_optimizer,
     prox_binary,
 )
@@ -401,3 +402,37 @@ def test_factory_builds_qpsbgd_from_the_model():
     model = models.BinaryMLP(4, [3], 2)
     opt = make_optimizer("qpsbgd", model, lr=0.1, backend="exact")
     assert isinstance(opt, qopt.QPSBGD)
+
+
+def test_latent_forward_switches_binary_layers_and_restores():
+    x, y, _ = _toy()
+    model = Tiny()
+    with torch.no_grad():
+        model.weight.mul_(0.1)
+    binary_out = model(x)
+    with latent_forward(model) as switched:
+        assert switched == [model] and model.binary is False
+        assert torch.allclose(model(x), x @ model.weight.T + model.bias)
+    assert model.binary is True and torch.equal(model(x), binary_out)
+    with pytest.raises(RuntimeError), latent_forward(model):
+        raise RuntimeError("restored even on error")
+    assert model.binary is True
+    models = pytest.importorskip("bnn.models")
+    mlp = models.BinaryMLP(8, [6], 2)
+    mlp.eval()
+    with latent_forward(mlp) as switched:
+        assert len(switched) == 2
+        real_out = mlp(x)
+    assert not torch.equal(real_out, mlp(x))
+
+
+def test_proxquant_paper_mode_on_latent_forward():
+    x, y, w_true = _toy()
+    model = Tiny()
+    opt = ProxQuant(model, lr=0.05, reg_rate=0.05)
+    initial = _loss(model, x, y).item()
+    with latent_forward(model):
+        _train(model, opt, x, y, 80)
+    opt.binarize_()
+    assert _loss(model, x, y).item() < 0.1 * initial
+    assert torch.equal(model.weight, w_true)
