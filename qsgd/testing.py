@@ -26,7 +26,7 @@ import dimod
 import dimod.testing
 import numpy as np
 
-from qsgd.ising import IsingBatch
+from qsgd.ising import IsingBatch, to_bqm
 from qsgd.samplers.registry import accepted_run_options, get_sampler, solve_batch
 
 __all__ = ["assert_backend_contract", "random_batch", "brute_force_minimum"]
@@ -172,13 +172,7 @@ def assert_backend_contract(
     batch = random_batch(min(sizes), 1, seed=rng_seed, kind="glass")
     n = batch.num_variables
     labels = [f"v{i}" for i in np.random.default_rng(rng_seed).permutation(n)]
-    iu, ju = np.triu_indices(n, 1)
-    bqm = dimod.BinaryQuadraticModel(
-        dict(zip(labels, batch.h[0].tolist())),
-        {(labels[i], labels[j]): float(batch.J[i, j]) for i, j in zip(iu.tolist(), ju.tolist())},
-        float(batch.offset[0]),
-        dimod.SPIN,
-    )
+    bqm = to_bqm(batch, 0).relabel_variables(dict(enumerate(labels)), inplace=False)
     ss = sampler.sample(bqm, **opts)
     assert set(ss.variables) == set(labels), f"{label}: sample() changed the variable labels"
     dimod.testing.assert_sampleset_energies(ss, bqm)

@@ -259,7 +259,11 @@ class QPUBackend(dimod.Sampler):
         n = bqm.num_variables
         labels = list(bqm.variables)
         relabel = labels != list(range(n))
-        src = bqm.relabel_variables(dict(zip(labels, range(n))), inplace=False) if relabel else bqm
+        src = (
+            bqm.relabel_variables(dict(zip(labels, range(n), strict=True)), inplace=False)
+            if relabel
+            else bqm
+        )
         if src.vartype is dimod.BINARY:
             src = src.spin
         comp, hit, emb = self._composite(n)
