@@ -131,7 +131,7 @@ class NealBackend(_DefaultsSampler):
 
     Example:
         >>> bqm = dimod.BQM({0: 1.0, 1: -1.0}, {(0, 1): 0.5}, 0.0, "SPIN")
-        >>> NealBackend().sample(bqm, seed=0).first.energy
+        >>> float(NealBackend().sample(bqm, seed=0).first.energy)
         -2.5
     """
 
