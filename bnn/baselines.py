@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from numbers import Real
 from typing import Any
 
 import torch
@@ -56,11 +57,7 @@ def is_binary_param(p: torch.Tensor) -> bool:
 
 
 def _check_lr(lr: Any) -> float:
-    if (
-        isinstance(lr, bool)
-        or not isinstance(lr, (int, float))
-        or not (lr > 0 and math.isfinite(lr))
-    ):
+    if isinstance(lr, bool) or not isinstance(lr, Real) or not (lr > 0 and math.isfinite(lr)):
         raise ConfigError(f"lr must be a positive float (got {lr!r})")
     return float(lr)
 
@@ -256,7 +253,7 @@ class BinaryConnect(_BinaryCaseOptimizer):
         inner_options: dict[str, Any] | None = None,
     ) -> None:
         lr = _check_lr(lr)
-        if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0:
+        if isinstance(clip, bool) or not isinstance(clip, Real) or not clip > 0:
             raise ConfigError(f"clip must be a positive float (got {clip!r})")
         super().__init__(params, {"lr": lr, "clip": float(clip)}, inner, inner_options)
 
@@ -299,14 +296,10 @@ class SignSGD(_BinaryCaseOptimizer):
         inner_options: dict[str, Any] | None = None,
     ) -> None:
         lr = _check_lr(lr)
-        if (
-            isinstance(momentum, bool)
-            or not isinstance(momentum, (int, float))
-            or not 0 <= momentum < 1
-        ):
+        if isinstance(momentum, bool) or not isinstance(momentum, Real) or not 0 <= momentum < 1:
             raise ConfigError(f"momentum must be a float in [0, 1) (got {momentum!r})")
         if clip is not None and (
-            isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0
+            isinstance(clip, bool) or not isinstance(clip, Real) or not clip > 0
         ):
             raise ConfigError(f"clip must be a positive float or None (got {clip!r})")
         defaults = {"lr": lr, "momentum": float(momentum), "clip": clip}
@@ -380,20 +373,16 @@ class ProxQuant(_BinaryCaseOptimizer):
         inner_options: dict[str, Any] | None = None,
     ) -> None:
         lr = _check_lr(lr)
-        if isinstance(reg_rate, bool) or not isinstance(reg_rate, (int, float)) or not reg_rate > 0:
+        if isinstance(reg_rate, bool) or not isinstance(reg_rate, Real) or not reg_rate > 0:
             raise ConfigError(f"reg_rate must be a positive float (got {reg_rate!r})")
         if reg_schedule not in _SCHEDULES:
             raise ConfigError(
                 f"reg_schedule must be one of {list(_SCHEDULES)} (got {reg_schedule!r})"
             )
-        if (
-            isinstance(reg_growth, bool)
-            or not isinstance(reg_growth, (int, float))
-            or not reg_growth > 1
-        ):
+        if isinstance(reg_growth, bool) or not isinstance(reg_growth, Real) or not reg_growth > 1:
             raise ConfigError(f"reg_growth must be a float > 1 (got {reg_growth!r})")
         if reg_max is not None and (
-            isinstance(reg_max, bool) or not isinstance(reg_max, (int, float)) or not reg_max > 0
+            isinstance(reg_max, bool) or not isinstance(reg_max, Real) or not reg_max > 0
         ):
             raise ConfigError(f"reg_max must be a positive float or None (got {reg_max!r})")
         defaults = {

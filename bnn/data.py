@@ -27,6 +27,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from numbers import Real
 from pathlib import Path
 from typing import Any, Literal
 
@@ -261,7 +262,7 @@ class GraphDataset:
 
 
 def _check_fraction(name: str, value: float, *, allow_zero: bool) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = isinstance(value, Real) and not isinstance(value, bool)
     lo_ok = ok and (value >= 0 if allow_zero else value > 0)
     if not (lo_ok and value < 1):
         rng = "[0, 1)" if allow_zero else "(0, 1)"
