@@ -77,27 +77,50 @@ def _check_group_options(opts: Mapping[str, Any], where: str = "") -> None:
 
 def _resolve_backend(
     backend: Any, backend_options: Mapping[str, Any] | None
-) -> tuple[str, dict[str, Any]]:
-    """Backend name and options from a name + dict, or from an ``AnnealerConfig``-like object."""
-    if isinstance(backend, str):
-        name, options = backend, {}
-    elif hasattr(backend, "backend"):  # qsgd.config.AnnealerConfig (or any object alike)
-        name = backend.backend
-        raw = getattr(backend, "options", None)
-        if raw is None and hasattr(backend, "sampler_options"):
-            raw = backend.sampler_options()
-        options = dict(raw or {})
-        if not isinstance(name, str):
-            raise ConfigError(f"backend config's backend must be a str (got {name!r})")
-    else:
+) -> tuple[str, Any, dict[str, Any], int | None, int | None]:
+    """Sampler and run options from a backend name + options, or from an ``AnnealerConfig``.
+
+    Options are split as :meth:`qsgd.config.AnnealerConfig.sampler_options` does: keys the
+    backend's constructor accepts go to :func:`get_sampler`, the other run options (its dimod
+    ``parameters``) go to every :func:`solve_batch` call. ``seed`` is not an option here: the
+    optimiser derives one seed per step and layer from its own ``seed``.
+
+    Returns:
+        ``(name, sampler, run_options, config_seed, config_max_block_vars)``.
+    """
+    from qsgd.config import AnnealerConfig
+    from qsgd.config import backend_options as accepted_options
+
+    if backend_options is not None and not isinstance(backend_options, Mapping):
+        raise TypeError(f"backend_options must be a mapping or None (got {backend_options!r})")
+    extra = dict(backend_options or {})
+    if isinstance(backend, AnnealerConfig):
+        if extra:
+            backend = AnnealerConfig.from_dict(
+                {**backend.model_dump(), "options": {**backend.options, **extra}}
+            )
+        run = backend.run_options()
+        run.pop("seed", None)
+        return backend.backend, backend.make_sampler(), run, backend.seed, backend.max_block_vars
+    if not isinstance(backend, str):
         raise TypeError(
             f"backend must be a backend name (str) or an AnnealerConfig (got {type(backend).__name__})"
         )
-    if backend_options is not None:
-        if not isinstance(backend_options, Mapping):
-            raise TypeError(f"backend_options must be a mapping or None (got {backend_options!r})")
-        options.update(backend_options)
-    return name, options
+    init, run_keys = accepted_options(backend)  # UnknownBackendError lists the known names
+    if "seed" in extra:
+        raise ConfigError(
+            "backend_options must not contain 'seed' (got seed="
+            f"{extra['seed']!r}): pass QPSBGD(seed=...), which seeds every step and layer"
+        )
+    unknown = sorted(set(extra) - init - run_keys)
+    if unknown:
+        raise ConfigError(
+            f"unknown option {unknown[0]!r} for backend {backend!r}; "
+            f"accepted options: {', '.join(sorted((init | run_keys) - {'seed'}))}"
+        )
+    sampler_opts = {k: v for k, v in extra.items() if k in init}
+    run = {k: v for k, v in extra.items() if k not in init}
+    return backend, get_sampler(backend, **sampler_opts), run, None, None
 
 
 class QPSBGD(torch.optim.Optimizer):
@@ -133,10 +156,13 @@ class QPSBGD(torch.optim.Optimizer):
         curvature: Scale of the Gauss-Newton term (>= 0; 0 gives signSGD directions).
         normalize: Column-normalise the layer inputs in the curvature.
         formulation: ``"binary_gradient"`` or ``"projected"``.
-        backend: A registry name (``"neal"``, ``"exact"``, ``"batched"``, ...) or an
-            ``AnnealerConfig``-like object with ``.backend`` and ``.options``.
-        backend_options: Options for :func:`qsgd.samplers.registry.get_sampler`
-            (constructor options and default run settings such as ``num_reads``).
+        backend: A registry name (``"neal"``, ``"exact"``, ``"batched"``, ...) or a
+            :class:`qsgd.config.AnnealerConfig` (its ``seed`` and ``max_block_vars`` are used
+            when the arguments below are None).
+        backend_options: Backend options such as ``num_reads``, ``num_sweeps``: constructor
+            options go to :func:`~qsgd.samplers.registry.get_sampler`, run options to every
+            :func:`~qsgd.samplers.registry.solve_batch` call; unknown keys and ``seed`` are
+            rejected.
         max_block_vars: If set, layers with ``fan_in > max_block_vars`` are solved block-wise
             (one sweep of :func:`qsgd.qubo.solve_blockwise` over contiguous blocks, starting
             from ``sign(-h)`` for binary_gradient and from the current weights for projected).
@@ -153,6 +179,7 @@ class QPSBGD(torch.optim.Optimizer):
             ``problems``, ``variables``, ``rows``, ``best_energy`` (mean over problems),
             ``flip_ratio``, ``wall_time``, ``backend``, ``seed``, ``skipped``.
         sampler: The backend sampler.
+        run_options: Run options passed to every solve (besides the per-step ``seed``).
 
     Example:
         >>> from bnn.models import BinaryMLP
@@ -247,10 +274,13 @@ class QPSBGD(torch.optim.Optimizer):
         for layer in self._layers:
             layer.capture = True
 
-        self.backend_name, self.backend_options = _resolve_backend(backend, backend_options)
-        self.sampler = get_sampler(self.backend_name, **self.backend_options)
+        self.backend_name, self.sampler, self.run_options, cfg_seed, cfg_block = _resolve_backend(
+            backend, backend_options
+        )
         self._seed_accepted = "seed" in accepted_run_options(self.sampler)
-        self.max_block_vars = max_block_vars
+        if seed is None:
+            seed = cfg_seed
+        self.max_block_vars = max_block_vars if max_block_vars is not None else cfg_block
         self.layer_schedule = layer_schedule
         self.other_optimizer_name = other_optimizer
         self.other_lr = float(lr if other_lr is None else other_lr)
@@ -393,7 +423,9 @@ class QPSBGD(torch.optim.Optimizer):
             weights=old_sign.cpu().double().numpy() if formulation == "projected" else None,
             name=name,
         )
-        run = {"seed": seed} if self._seed_accepted else {}
+        run = dict(self.run_options)
+        if self._seed_accepted:
+            run["seed"] = seed
         if self.max_block_vars is not None and n > self.max_block_vars:
             initial = (
                 np.where(batch.h <= 0, 1, -1)

@@ -12,6 +12,15 @@ from bnn.layers import BinaryLinear, binary_layers, binary_parameters, normalize
 from bnn.models import BinaryCNN, BinaryGCN, BinaryMLP, OutputScale, SignActivation
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: intra-op threads only contend on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

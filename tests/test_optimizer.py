@@ -18,10 +18,21 @@ from qsgd.optimizer import QPSBGD
 from qsgd.qubo import brute_force, layer_ising, solve_blockwise
 from qsgd.samplers.registry import get_sampler, solve_batch
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: intra-op threads only contend on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 FORMULATIONS = ["binary_gradient", "projected"]
 # Step sizes that move weights on the toy problem: the projected step compares lr * grad with
 # the distance 2 between binary values, so it needs a larger lr (see the QPSBGD docstring).
 TOY_LR = {"binary_gradient": 0.05, "projected": 30.0}
+FAST_NEAL = {"num_reads": 4, "num_sweeps": 50}
 
 
 def toy_data(n: int = 10, rows: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,7 +65,14 @@ def mlp(seed: int = 1, **kw) -> BinaryMLP:
 def test_weights_exactly_pm1_after_many_steps(formulation: str) -> None:
     X, y = toy_data()
     model = mlp()
-    opt = QPSBGD(model, lr=TOY_LR[formulation], formulation=formulation, backend="neal", seed=0)
+    opt = QPSBGD(
+        model,
+        lr=TOY_LR[formulation],
+        formulation=formulation,
+        backend="neal",
+        backend_options=FAST_NEAL,
+        seed=0,
+    )
     closure = make_closure(model, opt, X, y)
     for _ in range(8):
         opt.step(closure)
@@ -143,7 +161,9 @@ def _train(model: nn.Module, opt: QPSBGD, steps: int, start: int) -> None:
 
 @pytest.mark.parametrize("formulation", FORMULATIONS)
 def test_state_dict_round_trip_reproduces_trajectory(formulation: str) -> None:
-    kw = dict(lr=TOY_LR[formulation], formulation=formulation, backend="neal")
+    kw = dict(
+        lr=TOY_LR[formulation], formulation=formulation, backend="neal", backend_options=FAST_NEAL
+    )
     model = mlp(seed=5)
     opt = QPSBGD(model, seed=11, **kw)
     _train(model, opt, 3, 0)
@@ -315,7 +335,9 @@ BAD_CONFIGS = [
     (dict(seed=-3), ValueError, r"seed must be a non-negative int or None \(got -3\)"),
     (dict(backend="annealo"), UnknownBackendError, r"unknown annealer backend 'annealo'; known backends: neal"),
     (dict(backend=3), TypeError, r"backend must be a backend name \(str\) or an AnnealerConfig \(got int\)"),
-    (dict(backend_options={"bogus": 1}), ConfigError, r"bogus"),
+    (dict(backend_options={"bogus": 1}), ConfigError, r"unknown option 'bogus' for backend 'neal'; accepted options: "),
+    (dict(backend_options={"seed": 1}), ConfigError, r"backend_options must not contain 'seed' \(got seed=1\)"),
+    (dict(backend_options=[1]), TypeError, r"backend_options must be a mapping or None \(got \[1\]\)"),
     (dict(layer_options={"fc9": {}}), ValueError, r"layer_options names unknown layer 'fc9'; binary layers: net.0"),
     (dict(layer_options={"net.0": {"momentum": 1}}), ValueError, r"unknown key 'momentum'"),
     (dict(layer_options={"net.0": {"lr": -2}}), ValueError, r"learning rate of layer 'net.0'.*\(got -2\)"),
@@ -326,6 +348,22 @@ BAD_CONFIGS = [
 def test_bad_config(kwargs: dict, exc: type, match: str) -> None:
     with pytest.raises(exc, match=match):
         QPSBGD(mlp(), **kwargs)
+
+
+def test_annealer_config_and_run_options() -> None:
+    from qsgd.config import AnnealerConfig
+
+    cfg = AnnealerConfig(backend="exact", num_reads=2, seed=3, max_block_vars=4)
+    opt = QPSBGD(mlp(), backend=cfg)
+    assert (opt.backend_name, opt.base_seed, opt.max_block_vars) == ("exact", 3, 4)
+    assert opt.run_options == {"num_reads": 2}  # the seed is derived per step, not passed as is
+    X, y = toy_data()
+    opt.step(make_closure(opt.model, opt, X, y))
+    assert [s["backend"] for s in opt.last_stats] == ["exact"] * 3
+    assert QPSBGD(mlp(), backend=cfg, seed=8).base_seed == 8  # the argument wins
+    # options the constructor does not take become run options of every solve
+    opt = QPSBGD(mlp(), backend="batched", backend_options={"num_reads": 3, "num_sweeps": 7})
+    assert opt.run_options == {"num_reads": 3, "num_sweeps": 7}
 
 
 def test_model_without_binary_layer() -> None:
