@@ -142,7 +142,10 @@ class QPSBGD(torch.optim.Optimizer):
       The clip keeps every latent weight within ``latent_clip / lr`` steps of a sign flip
       (as BinaryConnect's clip to ``[-1, 1]``).
     * ``"projected"``: spins are the new binary weights; the weight is set to them
-      (exactly ±1).
+      (exactly ±1). The SGD step ``B - lr * grad`` is projected back onto ±1, so a weight
+      flips only where ``lr * |grad|`` is comparable to 1 (the distance to the other binary
+      value is 2): ``lr`` is on a much larger scale than in binary_gradient (e.g. 30 vs 0.05
+      on the toy problem of the tests).
 
     Rows of ``X``/``G`` whose gradient is exactly zero (e.g. graph nodes outside the
     training mask, samples whose activations the straight-through estimator masked) carry
@@ -168,7 +171,8 @@ class QPSBGD(torch.optim.Optimizer):
             from ``sign(-h)`` for binary_gradient and from the current weights for projected).
         layer_schedule: ``"all"`` or ``"round_robin"`` (one layer per step, cycling in model order).
         other_optimizer: ``"adam"``, ``"sgd"`` or None, for the non-binary parameters.
-        other_lr: Learning rate of that optimiser (None: ``lr``).
+        other_lr: Learning rate of that optimiser (None: 1e-3 for Adam, 1e-2 for SGD; not
+            ``lr``, whose scale depends on the formulation).
         seed: Base seed; the solver seed of layer ``i`` at step ``t`` is derived from
             ``(seed, t, i)``. None draws a base seed once (stored in the state dict).
         latent_clip: Bound of the latent weights in binary_gradient (> 0).
@@ -283,7 +287,9 @@ class QPSBGD(torch.optim.Optimizer):
         self.max_block_vars = max_block_vars if max_block_vars is not None else cfg_block
         self.layer_schedule = layer_schedule
         self.other_optimizer_name = other_optimizer
-        self.other_lr = float(lr if other_lr is None else other_lr)
+        if other_lr is None:
+            other_lr = 1e-3 if other_optimizer == "adam" else 1e-2
+        self.other_lr = float(other_lr)
         self.base_seed = (
             int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
         )

@@ -260,6 +260,20 @@ def test_non_binary_parameters_go_to_inner_optimizer() -> None:
     assert not torch.equal(bn_w, model.net[1].weight.detach())
     assert not torch.equal(bias, model.net[0].bias.detach())
     assert QPSBGD(mlp(), other_optimizer=None).other_optimizer is None
+    assert QPSBGD(mlp(), lr=30.0).other_optimizer.param_groups[0]["lr"] == 1e-3  # not lr
+
+
+def test_lr_scheduler_drives_binary_step_size() -> None:
+    X, y = toy_data()
+    model = nn.Sequential(BinaryLinear(10, 2))
+    opt = QPSBGD(model, lr=0.2, backend="exact", seed=0)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    for expected in (0.2, 0.1):
+        w0 = model[0].weight.detach().clone()
+        opt.step(make_closure(model, opt, X, y))
+        sched.step()
+        moved = (model[0].weight.detach() - w0).abs()
+        assert torch.allclose(moved[w0.abs() < 0.5], torch.tensor(expected))
 
 
 def test_block_decomposition_matches_solve_blockwise() -> None:
