@@ -6,9 +6,12 @@ which binarise with ``sign(w)``, ``sign(0) = +1``, in the forward pass); they re
 method's binary rule. Every other parameter (biases, batch-norm, full-precision first/last
 layers) is updated by a standard inner optimiser (``"adam"`` by default, or ``"sgd"``).
 
-Every step records ``last_stats`` (the same keys as QP-SBGD's per-step record where they
-apply) so that logs compare: ``flip_ratio`` is the fraction of binary weights whose sign
-changed in the step.
+Every step records ``last_stats``, one dict per binary parameter ("layer") with the keys of
+QP-SBGD's per-layer record where they apply (``layer``, ``step``, ``variables``,
+``flip_ratio``, ``wall_time``, ``skipped``), so that logs compare; ``flip_ratio`` is the
+fraction of that layer's binary weights whose sign (``sign(0) = +1``) changed in the step, and ``wall_time`` the seconds of its update (its binary rule, plus its
+share by size of the inner step where the inner optimiser moves the latent weights).
+``last_flip_ratio`` is the flip fraction over all binary weights.
 
 Example:
     >>> model = torch.nn.Linear(3, 1)
@@ -16,13 +19,14 @@ Example:
     >>> opt = make_optimizer("binaryconnect", model, lr=0.01)
     >>> model(torch.ones(2, 3)).sum().backward()
     >>> _ = opt.step()
-    >>> sorted(opt.last_stats)[:2]
-    ['flip_ratio', 'num_binary']
+    >>> [s["layer"] for s in opt.last_stats], opt.last_stats[0]["variables"]
+    (['weight'], 3)
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from numbers import Real
@@ -60,6 +64,12 @@ def _check_lr(lr: Any) -> float:
     if isinstance(lr, bool) or not isinstance(lr, Real) or not (lr > 0 and math.isfinite(lr)):
         raise ConfigError(f"lr must be a positive float (got {lr!r})")
     return float(lr)
+
+
+def _layer_name(param_name: str) -> str:
+    """``"net.0.weight"`` -> ``"net.0"`` (the module name QP-SBGD uses); ``"weight"`` stays."""
+    head, _, tail = param_name.rpartition(".")
+    return head if head and tail == "weight" else param_name
 
 
 def _spin(t: torch.Tensor) -> torch.Tensor:
@@ -105,7 +115,9 @@ class _BinaryCaseOptimizer(Optimizer):
         inner: str,
         inner_options: dict[str, Any] | None,
     ) -> None:
+        names: dict[int, str] = {}
         if isinstance(params, nn.Module):
+            names = {id(p): _layer_name(n) for n, p in params.named_parameters()}
             params = params.parameters()
         if not isinstance(inner, str) or inner not in _INNER:
             raise ConfigError(f"inner must be one of {sorted(_INNER)} (got {inner!r})")
@@ -114,7 +126,10 @@ class _BinaryCaseOptimizer(Optimizer):
         super().__init__(params, defaults)
         self.inner_name = inner
         self.inner_options = dict(inner_options or {})
-        self.last_stats: dict[str, Any] = {}
+        self.last_stats: list[dict[str, Any]] = []
+        self.last_flip_ratio: float = 0.0
+        binary = [p for g in self.param_groups for p in g["params"] if is_binary_param(p)]
+        self._names = {id(p): names.get(id(p), f"param{i}") for i, p in enumerate(binary)}
         groups, self._inner_index = [], []
         for g in self.param_groups:
             ps = [p for p in g["params"] if self._inner_takes_binary or not is_binary_param(p)]
@@ -152,6 +167,9 @@ class _BinaryCaseOptimizer(Optimizer):
         if not hasattr(self, "_inner_index"):
             return  # still in __init__: the inner optimiser is built from all groups afterwards
         g = self.param_groups[-1]
+        for p in g["params"]:
+            if is_binary_param(p) and id(p) not in self._names:
+                self._names[id(p)] = f"param{len(self._names)}"
         ps = [p for p in g["params"] if self._inner_takes_binary or not is_binary_param(p)]
         if not ps:
             self._inner_index.append(None)
@@ -171,40 +189,56 @@ class _BinaryCaseOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        binary = [
-            (g, p)
-            for g in self.param_groups
-            for p in g["params"]
-            if is_binary_param(p) and p.grad is not None
-        ]
+        binary = [(g, p) for g in self.param_groups for p in g["params"] if is_binary_param(p)]
         for _, p in binary:
-            if not bool(torch.isfinite(p.grad).all()):
+            if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
                 raise ValueError(
                     f"gradient of a binary parameter of shape {tuple(p.shape)} is not finite "
                     "(NaN/inf loss?)"
                 )
         before = [_spin(p) for _, p in binary]
+        t0 = time.perf_counter()
         if self.inner is not None:
             for g, idx in zip(self.param_groups, self._inner_index, strict=True):
                 if idx is not None:
                     self.inner.param_groups[idx]["lr"] = g["lr"]
             self.inner.step()
-        extra: dict[str, Any] = {}
-        for g, p in binary:
+        inner_time = time.perf_counter() - t0
+        records: list[dict[str, Any]] = []
+        for (g, p), b in zip(binary, before, strict=True):
             state = self.state[p]
-            if "step" not in state:
-                state["step"] = torch.zeros((), dtype=torch.float64)
-            state["step"] += 1
-            extra = self._binary_update(g, p, state) or extra
-        num = sum(p.numel() for _, p in binary)
-        flipped = sum(int((b != _spin(p)).sum()) for b, (_, p) in zip(before, binary, strict=True))
-        self.last_stats = {
-            "flip_ratio": flipped / num if num else 0.0,
-            "num_binary": num,
-            "num_flipped": flipped,
-            "optimizer": type(self).__name__,
-            **extra,
-        }
+            record: dict[str, Any] = {
+                "layer": self._names.get(id(p), f"param{len(self._names)}"),
+                "step": int(state["step"]) if "step" in state else 0,
+                "variables": p.numel(),
+                "flip_ratio": 0.0,
+                "num_flipped": 0,
+                "wall_time": 0.0,
+                "optimizer": type(self).__name__,
+                "skipped": p.grad is None,
+            }
+            if p.grad is not None:
+                t1 = time.perf_counter()
+                if "step" not in state:
+                    state["step"] = torch.zeros((), dtype=torch.float64)
+                state["step"] += 1
+                record.update(self._binary_update(g, p, state) or {})
+                flipped = int((b != _spin(p)).sum())
+                record.update(
+                    step=int(state["step"]),
+                    num_flipped=flipped,
+                    flip_ratio=flipped / p.numel(),
+                    wall_time=time.perf_counter() - t1,
+                )
+            records.append(record)
+        total = sum(r["variables"] for r in records if not r["skipped"])
+        if total and self._inner_takes_binary:
+            for r in records:  # the latent update itself ran inside the inner step
+                if not r["skipped"]:
+                    r["wall_time"] += inner_time * r["variables"] / total
+        self.last_stats = records
+        flips = sum(r["num_flipped"] for r in records)
+        self.last_flip_ratio = flips / total if total else 0.0
         return loss
 
     def _binary_update(

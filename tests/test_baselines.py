@@ -196,7 +196,7 @@ def test_proxquant_lambda_grows_and_weights_reach_pm1():
     lams, dist = [], []
     for _ in range(40):
         _train(model, opt, x, y, 1)
-        lams.append(opt.last_stats["reg_lambda"])
+        lams.append(opt.last_stats[0]["reg_lambda"])
         dist.append((model.weight.abs() - 1).abs().max().item())
     # the regulariser grows (the reference code's stays constant): lambda_t = reg_rate * t
     assert lams == pytest.approx([0.1 * t for t in range(1, 41)])
@@ -240,9 +240,12 @@ def test_flip_ratio_counts_sign_changes(name, options):
     _train(model, opt, x, y, 1)
     flipped = int(((model.weight.detach() >= 0) != before).sum())
     assert flipped > 0
-    assert opt.last_stats["num_flipped"] == flipped
-    assert opt.last_stats["num_binary"] == 16
-    assert opt.last_stats["flip_ratio"] == pytest.approx(flipped / 16)
+    (record,) = opt.last_stats
+    assert record["layer"] == "weight" and record["step"] == 1 and not record["skipped"]
+    assert record["num_flipped"] == flipped and record["variables"] == 16
+    assert record["flip_ratio"] == pytest.approx(flipped / 16)
+    assert opt.last_flip_ratio == pytest.approx(flipped / 16)
+    assert record["wall_time"] >= 0.0
 
 
 @pytest.mark.parametrize(("name", "options"), CONFIGS)
@@ -389,7 +392,9 @@ def test_with_bnn_layers_weights_exactly_pm1():
             opt.zero_grad()
             nn.functional.cross_entropy(model(x), labels).backward()
             opt.step()
-        assert opt.last_stats["num_binary"] == 8 * 6 + 6 * 2
+        assert [s["layer"] for s in opt.last_stats] == ["net.0", "net.3"]
+        assert [s["variables"] for s in opt.last_stats] == [8 * 6, 6 * 2]
+        assert all(0.0 <= s["flip_ratio"] <= 1.0 for s in opt.last_stats)
         opt.binarize_()
         binary = [p for p in model.parameters() if is_binary_param(p)]
         assert len(binary) == 2
@@ -436,3 +441,17 @@ def test_proxquant_paper_mode_on_latent_forward():
     opt.binarize_()
     assert _loss(model, x, y).item() < 0.1 * initial
     assert torch.equal(model.weight, w_true)
+
+
+def test_stats_per_layer_with_skipped_and_unnamed_params():
+    a = nn.Parameter(torch.tensor([0.5, -0.5]))
+    b = nn.Parameter(torch.tensor([0.1]))
+    a._bnn_binary = b._bnn_binary = True
+    opt = SignSGD([a, b], lr=0.6)
+    a.grad = torch.tensor([1.0, 1.0])
+    opt.step()
+    first, second = opt.last_stats
+    assert (first["layer"], second["layer"]) == ("param0", "param1")
+    assert first["num_flipped"] == 1 and first["flip_ratio"] == 0.5 and first["step"] == 1
+    assert second["skipped"] and second["step"] == 0 and second["num_flipped"] == 0
+    assert opt.last_flip_ratio == 0.5
