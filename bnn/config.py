@@ -70,6 +70,7 @@ COMPATIBLE_RESUME_KEYS: tuple[str, ...] = (
     "description",
     "train.epochs",
     "train.eval_interval",
+    "train.num_threads",
     "train.hyperparameters",
     "output",
 )
@@ -246,6 +247,8 @@ class TrainConfig(_Section):
         eval_interval: Evaluate on validation and test data every this many epochs (and always
             after the last one).
         max_batches_per_epoch: Cap the mini-batches per epoch (quick runs); ``None``: all.
+        num_threads: Torch CPU threads (``torch.set_num_threads``); ``None`` keeps torch's
+            default. Small binary networks run fastest with 1 on a busy machine.
         hyperparameters: Free-form values recorded verbatim in ``summary.json`` (e.g. a sweep id).
     """
 
@@ -256,6 +259,7 @@ class TrainConfig(_Section):
     greedy_epochs_per_layer: int = Field(default=1, gt=0)
     eval_interval: int = Field(default=1, gt=0)
     max_batches_per_epoch: Annotated[int, Field(gt=0)] | None = None
+    num_threads: Annotated[int, Field(gt=0)] | None = None
     hyperparameters: dict[str, _OptionValue] = Field(default_factory=dict)
 
 

@@ -735,7 +735,11 @@ def fit(
                 elapsed = time.perf_counter() - t_run
                 if status == "interrupted" and epoch + 1 == epochs:
                     status = "completed"  # the signal came with the very last step
-                checkpoint(epoch + 1, 0, "interrupted" if status == "interrupted" else "running")
+                checkpoint(
+                    epoch + 1,
+                    0,
+                    status if status == "interrupted" or epoch + 1 == epochs else "running",
+                )
                 if status == "interrupted":
                     break
     finally:
@@ -745,8 +749,6 @@ def fit(
             tb.close()
     elapsed = time.perf_counter() - t_run
     epochs_done = sum(1 for r in history if r["kind"] == "epoch")
-    if run_path is not None and status == "completed":
-        checkpoint(epochs, 0, status)
     summary = _summary(
         label,
         status,
@@ -951,7 +953,8 @@ def train_from_config(
         cfg: A validated config.
         resume: Continue the run in ``cfg.output.run_dir`` from its checkpoint. Only
             ``train.epochs`` (not below the epochs done), ``train.eval_interval``,
-            ``train.hyperparameters``, ``output.*``, ``name`` and ``description`` may differ
+            ``train.num_threads``, ``train.hyperparameters``, ``output.*``, ``name`` and
+            ``description`` may differ
             from the checkpoint's config.
         quiet: No progress bars or log lines (also when ``CI=true`` or stderr is not a TTY).
         callbacks: Passed to :func:`fit`.
@@ -981,7 +984,8 @@ def train_from_config(
                 raise ConfigError(
                     f"cannot resume {str(run_dir)!r}: the config changed incompatibly at "
                     f"{', '.join(changed)} (only train.epochs, train.eval_interval, "
-                    "train.hyperparameters, output.*, name and description may change)"
+                    "train.num_threads, train.hyperparameters, output.*, name and description "
+                    "may change)"
                 )
         if cfg.train.epochs < int(state["epoch"]):
             raise ConfigError(
@@ -998,6 +1002,8 @@ def train_from_config(
             )
     _check_writable(run_dir)
 
+    if cfg.train.num_threads is not None:
+        torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.train.seed)
     dataset = build_dataset(cfg)
     model = build_model(cfg, dataset)
