@@ -110,14 +110,14 @@ def to_safe(obj: Any, _path: str = "state") -> Any:
     Raises:
         CheckpointError: a value of another type; the message names its key path.
     """
+    if isinstance(obj, np.generic):  # before float: np.float64 is a float subclass
+        return obj.item()
     if obj is None or isinstance(obj, bool | int | float | str | torch.Tensor | torch.Size):
         return obj
     if isinstance(obj, np.ndarray):
         dtype = obj.dtype.name
         data = obj.astype(np.int64) if obj.dtype in (np.uint16, np.uint32) else obj
         return {_ND: torch.from_numpy(np.ascontiguousarray(data).copy()), "dtype": dtype}
-    if isinstance(obj, np.generic):
-        return obj.item()
     if isinstance(obj, Mapping):
         return {k: to_safe(v, f"{_path}[{k!r}]") for k, v in obj.items()}
     if isinstance(obj, list):

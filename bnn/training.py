@@ -410,14 +410,21 @@ def _sign_snapshot(layers: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
 
 
 def _annealer_stats(optimizer: Any) -> tuple[float | None, float | None]:
-    """Mean best QUBO energy over the updated layers and total solver time of the last step."""
+    """Mean best QUBO energy over the updated layers and total solver time of the last step.
+
+    Only records that name an annealer ``backend`` (QPSBGD's) count; baselines give ``None``.
+    """
     stats = getattr(optimizer, "last_stats", None)
     if not isinstance(stats, list):
         return None, None
-    used = [s for s in stats if isinstance(s, Mapping) and not s.get("skipped", False)]
-    energies = [float(s["best_energy"]) for s in used if s.get("best_energy") is not None]
+    solved = [
+        s for s in stats if isinstance(s, Mapping) and s.get("backend") and not s.get("skipped")
+    ]
+    if not solved:
+        return None, None
+    energies = [float(s["best_energy"]) for s in solved if s.get("best_energy") is not None]
     energies = [e for e in energies if math.isfinite(e)]
-    solver = sum(float(s.get("wall_time", s.get("solver_time", 0.0)) or 0.0) for s in stats)
+    solver = sum(float(s.get("wall_time") or 0.0) for s in solved)
     return (float(np.mean(energies)) if energies else None), solver
 
 
