@@ -49,6 +49,9 @@ _HOT_ACCEPT = 0.5
 _COLD_ACCEPT = 0.01
 # Above this value of beta * dE the acceptance probability exp(-beta dE) < 2e-18: reject outright.
 _MAX_EXPONENT = 40.0
+# Chains annealed in lock step by one task of the factor kernel (vectorised across lanes).
+_LANES = 16
+_POW2NEG = np.array([2.0**-k for k in range(64)])
 
 
 # --------------------------------------------------------------------------- schedule
@@ -57,34 +60,32 @@ _MAX_EXPONENT = 40.0
 def default_beta_range(batch: IsingBatch) -> np.ndarray:
     """Per-problem ``(beta_hot, beta_cold)`` for the geometric schedule.
 
-    For problem ``k`` and spin ``i`` let ``a_ki = |h_ki| + sum_j |J_ij|`` (the largest local
-    field spin ``i`` can feel) and ``s_ki = sqrt(h_ki^2 + sum_j J_ij^2)`` (the typical local field
-    in a random state). A flip of spin ``i`` changes the energy by ``2 |field_i|``.
+    For problem ``k`` and spin ``i`` let ``s_ki = sqrt(h_ki^2 + sum_j J_ij^2)``, the root mean
+    square of the local field ``h_ki + sum_j J_ij s_j`` over uniformly random states. A flip of
+    spin ``i`` changes the energy by twice the magnitude of its local field.
 
-    * hot: the largest flip, ``dE = 2 max_i a_ki``, is accepted with probability 0.5:
-      ``beta_hot = ln 2 / (2 max_i a_ki)``.
-    * cold: a small flip is accepted with probability 0.01:
-      ``beta_cold = ln 100 / (2 * d_k)``, with ``d_k = min_i s_ki / sqrt(n)``, a typical
-      smallest effective field. Using the smallest nonzero coefficient instead (as dimod's
-      samplers do) makes the cold end needlessly cold for real-valued couplings, wasting sweeps
-      in a frozen state.
+    * hot: a flip against the largest typical field, ``dE = 2 max_i s_ki``, is accepted with
+      probability 0.5: ``beta_hot = ln 2 / (2 max_i s_ki)``. (The worst-case field
+      ``|h_i| + sum_j |J_ij|`` used by dwave-samplers is ~sqrt(n) times larger for dense
+      couplings and spends the first third of the sweeps at infinite temperature.)
+    * cold: a flip against a small field, ``d_k = min_i s_ki / sqrt(n)``, is accepted with
+      probability 0.01: ``beta_cold = ln 100 / (2 d_k)``. (The smallest nonzero coefficient used
+      by dwave-samplers can be arbitrarily small for real-valued couplings; a colder end only
+      adds frozen sweeps. On the layer problems of ``benchmarks/bench_annealers.py``, 10x and
+      100x colder ends gave the same energies.)
 
     Problems whose fields and couplings are all zero get ``(1, 1)``.
 
     Shape:
         returns ``(m, 2)``, float64.
     """
-    h = np.abs(batch.h)
-    absJ = np.abs(batch.J)
-    a = h + absJ.sum(axis=1)[None, :]  # (m, n)
     s = np.sqrt(batch.h**2 + (batch.J**2).sum(axis=1)[None, :])  # (m, n)
     n = batch.num_variables
-    amax = a.max(axis=1)
-    smin = s.min(axis=1) / math.sqrt(n)
-    smin = np.where(smin > 0, smin, s.max(axis=1) / math.sqrt(n))
+    smax = s.max(axis=1)
+    smin = np.where(s > 0, s, np.inf).min(axis=1) / math.sqrt(n)  # spins with no field ignored
     out = np.ones((batch.num_problems, 2))
-    ok = amax > 0
-    out[ok, 0] = math.log(1.0 / _HOT_ACCEPT) / (2.0 * amax[ok])
+    ok = smax > 0
+    out[ok, 0] = math.log(1.0 / _HOT_ACCEPT) / (2.0 * smax[ok])
     out[ok, 1] = math.log(1.0 / _COLD_ACCEPT) / (2.0 * smin[ok])
     out[:, 1] = np.maximum(out[:, 1], out[:, 0])
     return out
@@ -125,49 +126,154 @@ def _seed_state(seed: np.uint64) -> np.uint64:
     return z
 
 
+@njit(cache=True, inline="always")
+def _metropolis_lanes(off, de, beta, s, st0, st1, delta, pow2neg):  # pragma: no cover
+    """Metropolis decision for the ``LANES`` chains of a group at spin offset ``off``.
+
+    Branch-free so that LLVM vectorises it across lanes: every lane draws one xoroshiro128+
+    number per visit (so a chain's stream depends only on its own seed), and
+    ``exp(-x)`` for ``x = beta * dE`` clipped to ``[0, 40]`` is ``2^-k * exp(-t)`` with
+    ``k = floor(x log2 e)``, ``2^-k`` from a table and ``exp(-t)``, ``t in [0, ln 2)``, from its
+    degree-9 Taylor polynomial (relative error < 1e-8). Writes the spin change into ``delta``.
+    """
+    for c in range(_LANES):
+        a = st0[c]
+        b = st1[c]
+        res = a + b
+        b ^= a
+        st0[c] = ((a << np.uint64(24)) | (a >> np.uint64(40))) ^ b ^ (b << np.uint64(16))
+        st1[c] = (b << np.uint64(37)) | (b >> np.uint64(27))
+        rnd = np.float64(res >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+        x = min(max(beta[c] * de[c], 0.0), _MAX_EXPONENT)
+        y = x * 1.4426950408889634
+        k = np.int64(y)
+        t = (y - k) * 0.6931471805599453
+        p = 1.0 + t * (
+            -1.0
+            + t
+            * (
+                0.5
+                + t
+                * (
+                    -1.0 / 6.0
+                    + t
+                    * (
+                        1.0 / 24.0
+                        + t
+                        * (
+                            -1.0 / 120.0
+                            + t
+                            * (
+                                1.0 / 720.0
+                                + t * (-1.0 / 5040.0 + t * (1.0 / 40320.0 + t * (-1.0 / 362880.0)))
+                            )
+                        )
+                    )
+                )
+            )
+        )
+        p = p * pow2neg[k]
+        acc = (de[c] <= 0.0) | (rnd < p)
+        sc = s[off + c]
+        d = -2.0 * sc * acc
+        delta[c] = d
+        s[off + c] = sc + d
+
+
 @njit(parallel=True, cache=True, fastmath=False)
-def _anneal_factor(h, Ft, scale, colnorm2, betas, spins, seeds, num_reads):  # pragma: no cover
-    """Anneal every chain in place using ``u = F s`` (numba, parallel over chains).
+def _anneal_factor(hG, Ft, scale, colnorm2, bG, sG, seeds):  # pragma: no cover
+    """Anneal groups of ``_LANES`` chains in lock step using ``u = F s`` (parallel over groups).
+
+    Arrays are laid out lane-fastest so the loops over lanes vectorise: for group ``g``,
+    ``hG[g, i * L + c]`` is the field of spin ``i`` in lane ``c``'s problem, ``bG[g, t * L + c]``
+    its beta at sweep ``t``, ``sG[g, i * L + c]`` its spin (in/out). Per spin visit the cost is
+    ``O(r)`` (field ``F[:, i] . u``, and the rank-one update of ``u`` applied branch-free).
 
     Shape:
-        h ``(m, n)``, Ft ``(n, r)`` (= F.T, C-contiguous), colnorm2 ``(n,)``,
-        betas ``(m, sweeps)``, spins ``(m * num_reads, n)`` int8 (in/out), seeds ``(m * num_reads,)``.
+        hG ``(G, n * L)``, Ft ``(n * r,)`` (``F.T`` flattened), colnorm2 ``(n,)``,
+        bG ``(G, sweeps * L)``, sG ``(G, n * L)`` float64 ±1, seeds ``(G, L)`` uint64.
     """
-    num_chains, n = spins.shape
-    r = Ft.shape[1]
-    num_sweeps = betas.shape[1]
-    for c in prange(num_chains):
-        k = c // num_reads
-        state = _seed_state(seeds[c])
-        s = np.empty(n)
-        for i in range(n):
-            s[i] = spins[c, i]
-        u = np.zeros(r)
+    num_groups = sG.shape[0]
+    n = colnorm2.shape[0]
+    r = Ft.shape[0] // n
+    num_sweeps = bG.shape[1] // _LANES
+    pow2neg = _POW2NEG
+    for g in prange(num_groups):
+        s = sG[g].copy()
+        h = hG[g]
+        bg = bG[g]
+        st0 = np.empty(_LANES, np.uint64)
+        st1 = np.empty(_LANES, np.uint64)
+        for c in range(_LANES):
+            st0[c] = _seed_state(seeds[g, c])
+            st1[c] = _seed_state(st0[c])
+        u = np.zeros(r * _LANES)
         for i in range(n):
             for q in range(r):
-                u[q] += Ft[i, q] * s[i]
+                f = Ft[i * r + q]
+                for c in range(_LANES):
+                    u[q * _LANES + c] += f * s[i * _LANES + c]
+        dot = np.empty(_LANES)
+        de = np.empty(_LANES)
+        delta = np.empty(_LANES)
+        beta = np.empty(_LANES)
         for t in range(num_sweeps):
-            beta = betas[k, t]
+            for c in range(_LANES):
+                beta[c] = bg[t * _LANES + c]
             for i in range(n):
-                dot = 0.0
+                for c in range(_LANES):
+                    dot[c] = 0.0
                 for q in range(r):
-                    dot += Ft[i, q] * u[q]
-                si = s[i]
-                field = h[k, i] + scale * (dot - colnorm2[i] * si)
-                de = -2.0 * si * field
-                accept = de <= 0.0
-                if not accept:
-                    x = beta * de
-                    if x < _MAX_EXPONENT:
-                        state, rnd = _xorshift(state)
-                        accept = rnd < math.exp(-x)
-                if accept:
-                    d = -2.0 * si
-                    for q in range(r):
-                        u[q] += d * Ft[i, q]
-                    s[i] = -si
-        for i in range(n):
-            spins[c, i] = np.int8(s[i])
+                    f = Ft[i * r + q]
+                    for c in range(_LANES):
+                        dot[c] += f * u[q * _LANES + c]
+                cn = colnorm2[i]
+                off = i * _LANES
+                for c in range(_LANES):
+                    si = s[off + c]
+                    de[c] = -2.0 * si * (h[off + c] + scale * (dot[c] - cn * si))
+                _metropolis_lanes(off, de, beta, s, st0, st1, delta, pow2neg)
+                for q in range(r):
+                    f = Ft[i * r + q]
+                    for c in range(_LANES):
+                        u[q * _LANES + c] += delta[c] * f
+        sG[g] = s
+
+
+def _to_lanes(a: np.ndarray, num_groups: int) -> np.ndarray:
+    """``(num_groups * L, X)`` -> ``(num_groups, X * L)``, lane index fastest."""
+    x = a.shape[1]
+    return np.ascontiguousarray(
+        a.reshape(num_groups, _LANES, x).transpose(0, 2, 1).reshape(num_groups, x * _LANES)
+    )
+
+
+def _run_factor_numba(
+    batch: IsingBatch, betas: np.ndarray, spins: np.ndarray, seeds: np.ndarray, num_reads: int
+) -> np.ndarray:
+    """Pad the chains to whole lane groups, run :func:`_anneal_factor`, return ``(C, n)`` int8."""
+    assert batch.factor is not None
+    num_chains, n = spins.shape
+    num_groups = -(-num_chains // _LANES)
+    padded = num_groups * _LANES
+    problem = np.minimum(np.arange(padded) // num_reads, batch.num_problems - 1)
+    s0 = np.ones((padded, n))
+    s0[:num_chains] = spins
+    seeds_p = np.zeros(padded, dtype=np.uint64)
+    seeds_p[:num_chains] = seeds
+    F = np.asarray(batch.factor, dtype=np.float64)
+    sG = _to_lanes(s0, num_groups)
+    _anneal_factor(
+        _to_lanes(batch.h[problem], num_groups),
+        np.ascontiguousarray(F.T).ravel(),
+        float(batch.factor_scale),
+        np.ascontiguousarray((F**2).sum(axis=0)),
+        _to_lanes(betas[problem], num_groups),
+        sG,
+        seeds_p.reshape(num_groups, _LANES),
+    )
+    out = sG.reshape(num_groups, n, _LANES).transpose(0, 2, 1).reshape(padded, n)
+    return out[:num_chains].astype(np.int8)
 
 
 @njit(parallel=True, cache=True, fastmath=False)
@@ -483,13 +589,7 @@ class BatchedAnnealer(dimod.Sampler):
             seeds = rng.integers(0, 2**64, size=m * num_reads, dtype=np.uint64, endpoint=False)
             h = np.ascontiguousarray(batch.h, dtype=np.float64)
             if use_factor:
-                assert batch.factor is not None
-                F = np.asarray(batch.factor, dtype=np.float64)
-                Ft = np.ascontiguousarray(F.T)
-                colnorm2 = np.ascontiguousarray((F**2).sum(axis=0))
-                _anneal_factor(
-                    h, Ft, float(batch.factor_scale), colnorm2, betas, spins, seeds, num_reads
-                )
+                spins = _run_factor_numba(batch, betas, spins, seeds, num_reads)
             else:
                 J = np.ascontiguousarray(batch.J, dtype=np.float64)
                 _anneal_dense(h, J, betas, spins, seeds, num_reads)
