@@ -8,13 +8,16 @@ Example (TOML)::
     num_sweeps = 100
     seed = 0
     options = { beta_schedule_type = "linear" }   # backend-specific, checked against the backend
+    scheduler = "local"       # or "processes" (local Dask cluster) or "tcp://host:8786"
 
 Generic knobs (``num_reads``, ``num_sweeps``, ``seed``, ``beta_range``, ``chain_strength``,
 ``annealing_time``, ``fallback``) are applied where the chosen backend has them and ignored where
 it has none (``num_sweeps`` means nothing to ``"tabu"``), so switching backends is a one-line
 change. Keys in ``options`` are strict: each must be a constructor option or a run option of
 the backend, otherwise loading fails with the key named. ``max_block_vars`` is not a sampler
-setting: the optimizer uses it to split large problems into blocks.
+setting: the optimizer uses it to split large problems into blocks. ``scheduler`` says where
+a layer's batch is solved (see :mod:`qsgd.distributed`): ``"local"`` in-process (default),
+``"processes"`` on a local Dask cluster, or the address of an existing Dask scheduler.
 """
 
 from __future__ import annotations
@@ -91,6 +94,8 @@ class AnnealerConfig(BaseModel):
         chain_strength: Absolute chain strength for QPU backends (``None``: torque compensation).
         annealing_time: QPU annealing time in microseconds.
         options: Backend-specific constructor or run options, validated against the backend.
+        scheduler: ``"local"`` (in-process), ``"processes"`` (a local Dask cluster) or a Dask
+            scheduler address such as ``"tcp://host:8786"``; see :mod:`qsgd.distributed`.
 
     Example:
         >>> cfg = AnnealerConfig(backend="exact", num_reads=1)
@@ -110,6 +115,7 @@ class AnnealerConfig(BaseModel):
     chain_strength: float | None = Field(None, gt=0)
     annealing_time: float | None = Field(None, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)
+    scheduler: str = "local"
 
     @field_validator("backend")
     @classmethod
@@ -118,6 +124,13 @@ class AnnealerConfig(BaseModel):
 
         backend_spec(value)  # UnknownBackendError (a ValueError) lists the known names
         return value
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, value: str) -> str:
+        from qsgd.distributed import check_scheduler
+
+        return check_scheduler(value)  # ConfigError (a ValueError) shows the accepted forms
 
     @field_validator("beta_range")
     @classmethod
@@ -171,9 +184,19 @@ class AnnealerConfig(BaseModel):
         return out
 
     def make_sampler(self) -> dimod.Sampler:
-        """``get_sampler(self.backend, **self.sampler_options())``."""
+        """``get_sampler(self.backend, **self.sampler_options())``.
+
+        With a ``scheduler`` other than ``"local"`` the sampler is wrapped in a
+        :class:`qsgd.distributed.DistributedSampler`, whose ``sample_batch`` solves each batch in
+        chunks on the Dask cluster (started or connected on the first solve).
+        """
         from qsgd.samplers.registry import get_sampler
 
+        if self.scheduler != "local":
+            from qsgd.distributed import DistributedSampler, SamplerSpec
+
+            spec = SamplerSpec(self.backend, self.sampler_options())
+            return DistributedSampler(spec, scheduler=self.scheduler)
         return get_sampler(self.backend, **self.sampler_options())
 
     @classmethod
