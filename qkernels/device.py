@@ -1,0 +1,63 @@
+"""Simulator devices by name: the only place in qkernels that calls ``qml.device``.
+
+Example:
+    >>> dev, diff_method = make_device("default.qubit", n_wires=4)
+"""
+
+from __future__ import annotations
+
+import pennylane as qml
+
+from qsgd.errors import BackendUnavailableError, ConfigError, UnknownBackendError
+
+__all__ = ["DEVICES", "make_device"]
+
+DEVICES: dict[str, str | None] = {
+    "default.qubit": "backprop",
+    "lightning.qubit": None,
+}
+"""Known device names -> the differentiation method used for statevector QNodes.
+
+``default.qubit`` differentiates by torch backprop through the simulation; ``lightning.qubit``
+(C++ simulator, extra ``qsgd[lightning]``) computes forward Gram matrices without gradients.
+"""
+
+
+def make_device(
+    name: str, n_wires: int, shots: int | None = None, seed: int | None = None
+) -> tuple[qml.devices.Device, str | None]:
+    """Create a simulator device.
+
+    Args:
+        name: one of ``DEVICES``.
+        n_wires: number of qubits.
+        shots: ``None`` for exact simulation; shots are set on the QNode, see ``kernel.shot_gram``.
+        seed: seed of the device's sampling RNG (only used with shots).
+
+    Returns:
+        ``(device, diff_method)`` for building a statevector QNode.
+
+    Raises:
+        UnknownBackendError: the name is not in ``DEVICES`` (lists the known ones).
+        BackendUnavailableError: the device's plugin is not installed.
+        ConfigError: ``shots`` given for a device that only runs exactly here.
+    """
+    if name not in DEVICES:
+        raise UnknownBackendError(
+            f"unknown device {name!r}; known devices: {', '.join(sorted(DEVICES))}"
+        )
+    if not isinstance(n_wires, int) or isinstance(n_wires, bool) or n_wires < 1:
+        raise ConfigError(f"n_wires must be a positive int (got {n_wires!r})")
+    if shots is not None and name != "default.qubit":
+        raise ConfigError(f"shots are only supported on 'default.qubit' (got device {name!r})")
+    try:
+        dev = (
+            qml.device(name, wires=n_wires, seed=seed)
+            if seed is not None
+            else qml.device(name, wires=n_wires)
+        )
+    except (ImportError, qml.DeviceError) as exc:  # pragma: no cover - plugin missing
+        raise BackendUnavailableError(
+            f"device {name!r} is not available ({exc}); install it with: pip install 'qsgd[lightning]'"
+        ) from exc
+    return dev, DEVICES[name]
