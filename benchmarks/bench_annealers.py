@@ -20,7 +20,8 @@ Solvers, all with the same ``num_reads``, ``num_sweeps`` and per-problem ``beta_
 
 Reported: wall times (best of ``--repeats``), speed-ups, and the per-problem gap
 ``batched best energy - neal best energy`` (median, and relative to ``|neal best|``). Negative
-gaps mean ``batched`` found lower energies.
+gaps mean ``batched`` found lower energies. For scale, the same relative gap of neal against
+itself run with other seeds is reported too (``neal_reseed_median_rel_gap``).
 
 Run: ``python benchmarks/bench_annealers.py [--quick] [--device cuda]``.
 """
@@ -165,6 +166,9 @@ def main(argv: list[str] | None = None) -> dict:
     for S in sweeps_list:
         t_loop, best_loop = best_time(lambda S=S: neal_loop(batch, R, S, args.seed), repeats)
         e_loop = batch.energies(best_loop)
+        # run-to-run noise of the reference: neal against itself with other seeds
+        e_other = batch.energies(neal_loop(batch, R, S, args.seed + 100_000))
+        noise = float(np.median((e_other - e_loop) / np.abs(e_loop)))
         t_pool = float("nan")
         if pool is not None:
             t_pool, best_pool = best_time(
@@ -189,6 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
             "speedup_vs_pool": round(t_pool / t_bat, 2),
             "median_energy_gap": float(np.median(gap)),
             "median_rel_gap": float(np.median(rel)),
+            "neal_reseed_median_rel_gap": noise,
             "frac_batched_le_neal": float(np.mean(gap <= 1e-9 * np.abs(e_loop))),
             "median_neal_best": float(np.median(e_loop)),
         }
@@ -198,7 +203,8 @@ def main(argv: list[str] | None = None) -> dict:
             f"batched[{res.info['device']}/{res.info['path']}] {t_bat:7.3f} s  "
             f"speed-up {t_loop / t_bat:6.1f}x (loop) {t_pool / t_bat:6.1f}x (pool)  "
             f"median gap {np.median(gap):+.4g} (rel {np.median(rel):+.2e}), "
-            f"batched <= neal on {100 * run['frac_batched_le_neal']:.0f}% of problems"
+            f"batched <= neal on {100 * run['frac_batched_le_neal']:.0f}% of problems; "
+            f"neal vs neal with other seeds: median rel gap {noise:+.2e}"
         )
     if pool is not None:
         pool.close()
@@ -210,6 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
         speedup_vs_pool=head["speedup_vs_pool"],
         median_energy_gap=head["median_energy_gap"],
         median_rel_gap=head["median_rel_gap"],
+        neal_reseed_median_rel_gap=head["neal_reseed_median_rel_gap"],
         num_sweeps=head["num_sweeps"],
         compile_excluded=True,
     )

@@ -245,3 +245,12 @@ def test_bad_batch_and_cuda_without_gpu(sampler):
             resolve_device("cuda")
         assert resolve_device("auto") == "numba"
     assert resolve_device("CPU") == "numba" and resolve_device("torch-cpu") == "torch-cpu"
+
+
+@pytest.mark.parametrize(("device", "sizes"), [("cpu", (4, 12, 16)), ("torch-cpu", (8,))])
+def test_backend_contract(device, sizes):
+    testing = pytest.importorskip("qsgd.testing")
+    figures = testing.assert_backend_contract(
+        "batched", sizes=sizes, run_options={"device": device}
+    )
+    assert min(figures["optimal_fraction"].values()) >= 0.1
