@@ -1,0 +1,162 @@
+"""Gram matrices computed in tiles on Dask workers, through qkernels' public kernel API.
+
+The rows of ``x_a`` (and ``x_b``) are cut into tiles of ``tile_rows``. Two kinds of tasks run
+on the engine of :mod:`qsgd.distributed`:
+
+1. one task per row tile simulates its statevectors (:meth:`EmbeddingKernel.states`);
+2. one task per tile pair ``(I, J)`` forms the block ``K[I, J]`` from two state tiles
+   (:func:`qkernels.kernel.gram_from_states`, or :func:`~qkernels.kernel.projected_gram_from_states`).
+
+States stay on the workers between the two steps (Dask moves a state tile to the worker that
+needs it); only the ``(tile, tile)`` blocks come back. Each state is simulated once, and memory
+per task is bounded by the tile size. For a symmetric Gram matrix only the blocks ``I <= J`` are
+computed; the matrix is then symmetrised and its diagonal set to 1 exactly as
+:meth:`EmbeddingKernel.gram` does, so the result equals the in-process one to rounding
+(``1e-12``). The result is a numpy array without autograd (use it for evaluation and SVMs;
+training uses :meth:`EmbeddingKernel.gram`).
+
+Example:
+    >>> from qkernels.ansatz import get_ansatz
+    >>> from qkernels.kernel import EmbeddingKernel
+    >>> kern = EmbeddingKernel(get_ansatz("angle", n_wires=2), seed=0)
+    >>> K = distributed_gram(kern, np.zeros((5, 2)), tile_rows=2)   # scheduler="local"
+    >>> K.shape
+    (5, 5)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from qkernels.kernel import (
+    EmbeddingKernel,
+    as_input,
+    gram_from_states,
+    projected_gram_from_states,
+)
+from qsgd.distributed import DaskEngine, get_engine
+from qsgd.errors import ConfigError
+
+__all__ = ["DEFAULT_TILE_ROWS", "distributed_gram", "tile_ranges"]
+
+DEFAULT_TILE_ROWS = 128
+"""Rows per tile when no ``tile_rows`` is given."""
+
+
+def tile_ranges(n: int, tile_rows: int) -> list[tuple[int, int]]:
+    """Half-open row ranges of ``tile_rows`` rows (the last may be shorter).
+
+    Raises:
+        ConfigError: ``tile_rows`` is not a positive int.
+
+    Example:
+        >>> tile_ranges(5, 2)
+        [(0, 2), (2, 4), (4, 5)]
+    """
+    if isinstance(tile_rows, bool) or not isinstance(tile_rows, (int, np.integer)) or tile_rows < 1:
+        raise ConfigError(f"tile_rows must be a positive int (got {tile_rows!r})")
+    return [(s, min(s + int(tile_rows), int(n))) for s in range(0, int(n), int(tile_rows))]
+
+
+def _states(kernel: EmbeddingKernel, x: torch.Tensor) -> torch.Tensor:
+    """Task: statevectors of one row tile."""
+    with torch.no_grad():
+        return kernel.states(x)
+
+
+def _block(kind: str, n_wires: int, gamma: float, sa: torch.Tensor, sb: torch.Tensor) -> np.ndarray:
+    """Task: one Gram block from two state tiles."""
+    with torch.no_grad():
+        if kind == "fidelity":
+            return gram_from_states(sa, sb).numpy()
+        return projected_gram_from_states(sa, sb, n_wires, gamma).numpy()
+
+
+def distributed_gram(
+    kernel: EmbeddingKernel,
+    x_a: Any,
+    x_b: Any = None,
+    *,
+    kind: Literal["fidelity", "projected"] = "fidelity",
+    gamma: float = 1.0,
+    tile_rows: int | None = None,
+    scheduler: str = "local",
+    engine: DaskEngine | None = None,
+) -> np.ndarray:
+    """Gram matrix of ``kernel`` computed tile by tile on a Dask engine.
+
+    Args:
+        kernel: The embedding kernel (pickled to the workers once).
+        x_a: Rows of the Gram matrix.
+        x_b: Columns; ``None`` for the symmetric ``K(x_a, x_a)``.
+        kind: ``"fidelity"`` (:meth:`EmbeddingKernel.gram`) or ``"projected"``
+            (:meth:`EmbeddingKernel.projected_gram`).
+        gamma: Width of the projected kernel.
+        tile_rows: Rows per tile (default :data:`DEFAULT_TILE_ROWS`).
+        scheduler: ``"local"``, ``"processes"`` or a scheduler address (when ``engine`` is None).
+        engine: An explicit :class:`~qsgd.distributed.DaskEngine`.
+
+    Returns:
+        The Gram matrix as float64 numpy array.
+
+    Raises:
+        ConfigError: bad ``kind``, ``gamma`` or ``tile_rows``.
+        ValueError: inputs with the wrong feature count or NaN (from :func:`as_input`).
+
+    Shape:
+        x_a ``(N_a, n_features)``, x_b ``(N_b, n_features)``; output ``(N_a, N_b)``
+        (``(N_a, N_a)`` when ``x_b`` is None).
+    """
+    if kind not in ("fidelity", "projected"):
+        raise ConfigError(f"kind must be 'fidelity' or 'projected' (got {kind!r})")
+    if not (isinstance(gamma, (int, float)) and not isinstance(gamma, bool) and gamma > 0):
+        raise ConfigError(f"gamma must be a positive float (got {gamma!r})")
+    if not isinstance(kernel, EmbeddingKernel):
+        raise TypeError(f"kernel must be an EmbeddingKernel (got {type(kernel).__name__})")
+    symmetric = x_b is None
+    xa = as_input(x_a, kernel.ansatz, "x_a").detach()
+    xb = xa if symmetric else as_input(x_b, kernel.ansatz, "x_b").detach()
+    rows = DEFAULT_TILE_ROWS if tile_rows is None else tile_rows
+    ta = tile_ranges(xa.shape[0], rows)
+    tb = ta if symmetric else tile_ranges(xb.shape[0], rows)
+    engine = engine if engine is not None else get_engine(scheduler)
+    pairs = [(i, j) for i in range(len(ta)) for j in range(len(tb)) if not symmetric or i <= j]
+    args = (kind, kernel.n_wires, float(gamma))
+    if engine.is_local:
+        sa = [_states(kernel, xa[s:e]) for s, e in ta]
+        sb = sa if symmetric else [_states(kernel, xb[s:e]) for s, e in tb]
+        blocks = [_block(*args, sa[i], sb[j]) for i, j in pairs]
+    else:
+        client = engine.client
+        kern_f = client.scatter(kernel, hash=False)
+        retries = engine.retries
+        fa = [client.submit(_states, kern_f, xa[s:e], pure=False, retries=retries) for s, e in ta]
+        fb = (
+            fa
+            if symmetric
+            else [
+                client.submit(_states, kern_f, xb[s:e], pure=False, retries=retries) for s, e in tb
+            ]
+        )
+        futs = [
+            client.submit(_block, *args, fa[i], fb[j], pure=False, retries=retries)
+            for i, j in pairs
+        ]
+        try:
+            blocks = client.gather(futs)
+        finally:
+            for f in (*futs, *fa, *fb):
+                f.release()
+    K = np.empty((xa.shape[0], xb.shape[0]))
+    for (i, j), blk in zip(pairs, blocks, strict=True):
+        (a0, a1), (b0, b1) = ta[i], tb[j]
+        K[a0:a1, b0:b1] = blk
+        if symmetric and i != j:
+            K[b0:b1, a0:a1] = blk.T
+    if symmetric and kind == "fidelity":  # as EmbeddingKernel.gram: exact symmetry, unit diagonal
+        K = 0.5 * (K + K.T)
+        np.fill_diagonal(K, 1.0)
+    return K
