@@ -4,12 +4,15 @@ A binary layer yields ``m`` Ising problems that share one coupling matrix ``J``;
 annealed with ``num_reads`` independent Metropolis chains, and all ``m * num_reads`` chains
 run in one call:
 
-* **CPU** (``device="cpu"``/``"numba"``): a numba kernel, parallel over chains (``prange``).
+* **CPU** (``device="cpu"``/``"numba"``): numba kernels, parallel over chains (``prange``).
   When the batch carries a low-rank factor ``F`` (``J == factor_scale * offdiag(F.T @ F)``,
   ``r = F.shape[0] < n``), each chain keeps ``u = F @ s`` and the local field of spin ``i`` is
   ``h_i + factor_scale * (F[:, i] @ u - ||F[:, i]||^2 s_i)``; a flip updates ``u`` in ``O(r)``,
-  so one sweep costs ``O(n r)`` instead of ``O(n^2)``. Without a factor each chain keeps the
-  local-field vector ``h + J @ s`` and updates it in ``O(n)`` per accepted flip.
+  so one sweep costs ``O(n r)`` instead of ``O(n^2)``. Groups of 16 chains run in lock step
+  with the loops over chains innermost, so the field, the Metropolis test and the update of
+  ``u`` are SIMD-vectorised (branch-free; a table-and-polynomial ``exp``).
+  Without a factor each chain keeps the local-field vector ``h + J @ s`` and updates it in
+  ``O(n)`` per accepted flip (scalar kernel).
 * **torch** (``device="cuda"``, ``"cuda:N"`` or ``"torch-cpu"``): the same algorithm written
   with torch tensors, vectorised across chains (a Python loop over the spins of a sweep, each
   step one update of all chains). ``"torch-cpu"`` runs that code on the CPU so it can be tested
@@ -21,8 +24,9 @@ probability ``min(1, exp(-beta dE))``; ``beta`` follows a geometric schedule fro
 is computed per problem by :func:`default_beta_range`.
 
 Randomness: ``seed`` feeds one :class:`numpy.random.SeedSequence`, from which the initial states
-and one 64-bit seed per chain are drawn. The numba kernel gives each chain its own xorshift64*
-generator, so results do not depend on thread scheduling or the number of threads. The torch
+and one 64-bit seed per chain are drawn. The numba kernels give each chain its own generator
+(xoroshiro128+ in the factor kernel, xorshift64* in the dense one, both seeded by splitmix64),
+so results do not depend on thread scheduling or the number of threads. The torch
 path draws its uniforms from its own seeded :class:`torch.Generator`; it agrees with the numba
 path in distribution (energy quality), not bit for bit.
 """
