@@ -131,7 +131,7 @@ def distributed_gram(
         blocks = [_block(*args, sa[i], sb[j]) for i, j in pairs]
     else:
         client = engine.client
-        kern_f = client.scatter(kernel, hash=False)
+        kern_f = engine.share(kernel)
         retries = engine.retries
         fa = [client.submit(_states, kern_f, xa[s:e], pure=False, retries=retries) for s, e in ta]
         fb = (
@@ -148,7 +148,7 @@ def distributed_gram(
         try:
             blocks = client.gather(futs)
         finally:
-            for f in (*futs, *fa, *fb):
+            for f in (*futs, *fa, *fb, kern_f):
                 f.release()
     K = np.empty((xa.shape[0], xb.shape[0]))
     for (i, j), blk in zip(pairs, blocks, strict=True):

@@ -104,7 +104,7 @@ def test_training_increases_alignment_and_is_seeded():
     def run(seed):
         kern = EmbeddingKernel(get_ansatz("hubregtsen", 3, 2, n_features=2), seed=0)
         rec = train_alignment(
-            kern, ds.X_train, ds.y_train, steps=12, batch_size=8, lr=0.1, seed=seed, eval_every=6
+            kern, ds.X_train, ds.y_train, steps=6, batch_size=8, lr=0.1, seed=seed, eval_every=3
         )
         return kern, rec
 
@@ -122,8 +122,8 @@ def test_training_increases_alignment_and_is_seeded():
         )
     )
     assert rec.full_alignment[-1][1] > start
-    assert [s for s, _ in rec.full_alignment] == [6, 12]
-    assert len(rec.step_seconds) == 12
+    assert [s for s, _ in rec.full_alignment] == [3, 6]
+    assert len(rec.step_seconds) == 6
     assert np.allclose(rec.params, kern.params.detach().numpy())
 
 

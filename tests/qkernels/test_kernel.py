@@ -203,3 +203,14 @@ def test_unknown_device_lists_known():
         UnknownBackendError, match=r"unknown device 'nope'.*default\.qubit.*lightning\.qubit"
     ):
         make("angle", device="nope")
+
+
+@pytest.mark.parametrize("name", ["hubregtsen", "hardware_efficient"])
+def test_one_layer_trainable_unitary_cancels_in_the_fidelity(name):
+    # U = W(θ) S(x): W cancels in |<φ(x)|φ(x')>|², so one layer has zero gradient; two do not.
+    grads = []
+    for layers in (1, 2):
+        kern = make(name, n_layers=layers)
+        kern.gram(X).sum().backward()
+        grads.append(float(kern.params.grad.abs().max()))
+    assert grads[0] < 1e-12 < 1e-3 < grads[1]
