@@ -232,11 +232,16 @@ class DaskEngine:
             return 1
         return len(self.client.scheduler_info(n_workers=-1)["workers"])
 
-    def scatter(self, obj: Any) -> Any:
-        """Send ``obj`` to the cluster once (a future tasks can take); ``obj`` itself locally."""
+    def share(self, obj: Any) -> Any:
+        """Make ``obj`` available to tasks (pass the return value as a task argument).
+
+        Locally ``obj`` itself. On a cluster a future of a task that returns ``obj``: unlike
+        scattered data, a task result lost with its worker is recomputed by the scheduler, so a
+        dying worker never loses the shared input.
+        """
         if self.is_local:
             return obj
-        return self.client.scatter(obj, hash=False)
+        return self.client.submit(_identity, obj, pure=False, retries=self.retries)
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], key: str = "task") -> list:
         """``[fn(*args) for args in zip(*iterables)]``, as Dask tasks unless local.
@@ -279,6 +284,10 @@ class DaskEngine:
                 cluster.close(timeout=10)
             except Exception:  # pragma: no cover
                 pass
+
+
+def _identity(obj: Any) -> Any:
+    return obj
 
 
 def _gather_with_timeout(client: Any, futures: list, timeout: float, key: str) -> list:
@@ -568,7 +577,7 @@ def solve_batches(
     owners: list[int] = []
     plans = []
     shipped_sampler = (
-        engine.scatter(ship)
+        engine.share(ship)
         if not engine.is_local and not isinstance(ship, (str, SamplerSpec))
         else ship
     )
@@ -577,7 +586,7 @@ def solve_batches(
         plans.append(plan)
         pseeds = problem_seeds(seed, b.num_problems)
         cseeds = [seed] if len(plan) == 1 else problem_seeds(seed, len(plan))
-        shipped = engine.scatter(b)
+        shipped = engine.share(b)
         for c, (start, stop) in enumerate(plan):
             for col, v in zip(
                 cols,
