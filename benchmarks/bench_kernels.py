@@ -117,9 +117,9 @@ def main(argv: list[str] | None = None) -> dict:
         f"N={n_pair}: per-pair square_kernel_matrix {t_pair:.2f} s, batched {t_batch_pair * 1e3:.1f} ms "
         f"({result['speedup_same_n']:.0f}x), max |diff| {max_diff:.1e}"
     )
+    note = f" (per-pair extrapolated from N={n_pair})" if args.quick else ""
     print(
-        f"N=100: batched {t_batch * 1e3:.1f} ms, speedup {result['speedup_n100']:.0f}x"
-        f"{' (per-pair extrapolated from N=%d)' % n_pair if args.quick else ''}; "
+        f"N=100: batched {t_batch * 1e3:.1f} ms, speedup {result['speedup_n100']:.0f}x{note}; "
         f"N=1000: {t_1000:.2f} s; training step: batch 8 {t_step8 * 1e3:.1f} ms, "
         f"batch 100 {t_step100 * 1e3:.1f} ms"
     )
