@@ -36,14 +36,16 @@ from qsgd.errors import ConfigError, ProblemError
 from qsgd.qubo import FORMULATIONS, layer_ising, solve_blockwise
 from qsgd.samplers.registry import accepted_run_options, get_sampler, solve_batch
 
-__all__ = ["QPSBGD", "LAYER_SCHEDULES", "OTHER_OPTIMIZERS"]
+__all__ = ["QPSBGD", "LAYER_SCHEDULES", "OTHER_OPTIMIZERS", "CURVATURE_SCALES", "fisher_curvature"]
 
 #: Accepted values of ``layer_schedule``.
 LAYER_SCHEDULES: tuple[str, ...] = ("all", "round_robin")
 #: Accepted values of ``other_optimizer`` (None: non-binary parameters are not updated).
 OTHER_OPTIMIZERS: tuple[str | None, ...] = ("adam", "sgd", None)
 
-_GROUP_KEYS = ("lr", "curvature", "normalize", "formulation", "latent_clip")
+_GROUP_KEYS = ("lr", "curvature", "curvature_scale", "normalize", "formulation", "latent_clip")
+#: Accepted values of ``curvature_scale``.
+CURVATURE_SCALES: tuple[str, ...] = ("unit", "fisher")
 
 
 def _is_real(value: Any) -> bool:
@@ -62,6 +64,11 @@ def _check_group_options(opts: Mapping[str, Any], where: str = "") -> None:
         c = opts["curvature"]
         if not _is_real(c) or not math.isfinite(c) or c < 0:
             raise ValueError(f"curvature{where} must be a finite number >= 0 (got {c!r})")
+    if "curvature_scale" in opts and opts["curvature_scale"] not in CURVATURE_SCALES:
+        raise ValueError(
+            f"curvature_scale{where} must be one of {', '.join(map(repr, CURVATURE_SCALES))} "
+            f"(got {opts['curvature_scale']!r})"
+        )
     if "normalize" in opts and not isinstance(opts["normalize"], bool):
         raise TypeError(f"normalize{where} must be a bool (got {opts['normalize']!r})")
     if "formulation" in opts and opts["formulation"] not in FORMULATIONS:
@@ -73,6 +80,25 @@ def _check_group_options(opts: Mapping[str, Any], where: str = "") -> None:
         c = opts["latent_clip"]
         if not _is_real(c) or not math.isfinite(c) or c <= 0:
             raise ValueError(f"latent_clip{where} must be a finite number > 0 (got {c!r})")
+
+
+def fisher_curvature(grad_out: np.ndarray, curvature: float) -> float:
+    """The ``curvature`` argument of :func:`qsgd.qubo.layer_ising` for ``curvature_scale="fisher"``.
+
+    ``layer_ising`` builds ``H = c X^T X / B`` (unit output curvature per row, scaled by ``c``).
+    For a batch-mean loss ``L = (1/B) sum_b l_b`` the captured gradient is ``G = dL/dz =
+    l'/B``, and the empirical-Fisher (outer-product) estimate of the output curvature of row
+    ``b`` and neuron ``j`` is ``(1/B) l'_bj^2 = B G_bj^2``. Averaged over rows and neurons (so
+    that all neurons keep sharing one ``J``) that gives ``H = curvature * B * mean(G^2) * X^T X``,
+    i.e. ``c = curvature * B^2 * mean(G^2)``. Unlike the unit scale, it follows the size of the
+    gradients through depth and batch norm, so the field ``-lr g`` and the couplings stay
+    commensurate in every layer.
+
+    Shape:
+        grad_out ``(B, fan_out)``.
+    """
+    rows = grad_out.shape[0]
+    return float(curvature) * rows * rows * float(np.mean(grad_out * grad_out))
 
 
 def _resolve_backend(
@@ -157,6 +183,12 @@ class QPSBGD(torch.optim.Optimizer):
         model: The network; must contain at least one binary layer.
         lr: Step size ``eta`` of the binary update (> 0).
         curvature: Scale of the Gauss-Newton term (>= 0; 0 gives signSGD directions).
+        curvature_scale: ``"unit"`` (``H = curvature * X^T X / B``: unit output curvature per
+            row) or ``"fisher"`` (the output curvature is estimated from the captured gradients,
+            see :func:`fisher_curvature`; ``H = curvature * B * mean(G^2) * X^T X``). With a
+            batch-mean loss through batch norm the gradients of hidden layers are orders of
+            magnitude smaller than 1, so with ``"unit"`` the couplings swamp the fields and the
+            solution ignores the gradient; ``"fisher"`` keeps them commensurate (docs/tuning.md).
         normalize: Column-normalise the layer inputs in the curvature.
         formulation: ``"binary_gradient"`` or ``"projected"``.
         backend: A registry name (``"neal"``, ``"exact"``, ``"batched"``, ...) or a
@@ -200,6 +232,7 @@ class QPSBGD(torch.optim.Optimizer):
         lr: float = 0.01,
         *,
         curvature: float = 1.0,
+        curvature_scale: str = "unit",
         normalize: bool = False,
         formulation: str = "binary_gradient",
         backend: Any = "neal",
@@ -219,6 +252,7 @@ class QPSBGD(torch.optim.Optimizer):
         defaults = dict(
             lr=lr,
             curvature=curvature,
+            curvature_scale=curvature_scale,
             normalize=normalize,
             formulation=formulation,
             latent_clip=latent_clip,
@@ -419,11 +453,14 @@ class QPSBGD(torch.optim.Optimizer):
         lr, formulation = float(group["lr"]), group["formulation"]
         old = p.detach().reshape(m, n).clone()
         old_sign = torch.where(old >= 0, 1.0, -1.0)
+        curvature = float(group["curvature"])
+        if group.get("curvature_scale", "unit") == "fisher":
+            curvature = fisher_curvature(Gn, curvature)
         batch = layer_ising(
             Xn,
             Gn,
             eta=lr,
-            curvature=float(group["curvature"]),
+            curvature=curvature,
             normalize=bool(group["normalize"]),
             formulation=formulation,
             weights=old_sign.cpu().double().numpy() if formulation == "projected" else None,
