@@ -19,7 +19,11 @@ annealer seeds per chunk; see ``qsgd.distributed``), and ``NUMBA_NUM_THREADS=1``
 that the one-process reference is single-threaded too.
 
 Reported: both wall times (best of ``--repeats``), their ratio ``speedup`` (target >= 1.6 on
-2 cores), ``identical`` (all samples and energies equal), cluster start-up seconds.
+2 cores), ``identical`` (all samples and energies equal), cluster start-up seconds, and CPU
+seconds per solve (this process alone; each worker; the client during the cluster run) with
+``cpu_speedup = one-process CPU / busiest worker CPU``, the speed-up the cluster reaches when
+each worker has a free core. On a machine shared with other jobs the wall-time ratio measures
+the share of the CPUs the job got; the CPU ratio does not depend on it.
 
 Run: ``python benchmarks/bench_distributed.py [--quick] [--backend neal|batched]``.
 """
@@ -101,7 +105,9 @@ def main() -> None:
 
     if args.backend == "batched":
         solve_batch(sampler, layers[0], seed=0, **run)  # warm-up: numba compile
+    c0 = time.process_time()
     t_local, local = best_time(one_process, repeats)
+    cpu_local = (time.process_time() - c0) / repeats
     print(f"one process: {t_local:.2f} s", flush=True)
 
     t0 = time.perf_counter()
@@ -123,7 +129,12 @@ def main() -> None:
             chunk_size=2,
             **run,
         )
+        before = engine.client.run(time.process_time)
+        c0 = time.process_time()
         t_dist, dist = best_time(cluster, repeats)
+        cpu_client = (time.process_time() - c0) / repeats
+        after = engine.client.run(time.process_time)
+        cpu_workers = [(after[w] - before[w]) / repeats for w in after if w in before]
     print(
         f"cluster ({args.workers} workers): {t_dist:.2f} s (start-up {startup:.1f} s)", flush=True
     )
@@ -132,7 +143,16 @@ def main() -> None:
         for a, b in zip(local, dist, strict=True)
     )
     speedup = t_local / t_dist
+    # CPU seconds do not depend on how busy the machine is: the speed-up the cluster reaches
+    # with one free core per worker is (one-process CPU) / (busiest worker's CPU).
+    cpu_speedup = cpu_local / max(cpu_workers) if cpu_workers else float("nan")
     print(f"speedup {speedup:.2f}x, identical results: {identical}", flush=True)
+    print(
+        f"CPU seconds per solve: one process {cpu_local:.2f}; workers "
+        f"{', '.join(f'{c:.2f}' for c in cpu_workers)}; client {cpu_client:.2f} -> "
+        f"speed-up with {args.workers} free cores {cpu_speedup:.2f}x",
+        flush=True,
+    )
     emit(
         {
             "bench": "distributed",
@@ -149,6 +169,10 @@ def main() -> None:
             "speedup": round(speedup, 3),
             "identical": identical,
             "cluster_startup_s": round(startup, 2),
+            "one_process_cpu_s": round(cpu_local, 3),
+            "worker_cpu_s": [round(c, 3) for c in cpu_workers],
+            "client_cpu_s": round(cpu_client, 3),
+            "cpu_speedup": round(cpu_speedup, 3),
             "load_average": round(os.getloadavg()[0], 2),
             "quick": args.quick,
             **machine(),
