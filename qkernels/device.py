@@ -7,6 +7,7 @@ Example:
 from __future__ import annotations
 
 import pennylane as qml
+from pennylane.exceptions import DeviceError
 
 from qsgd.errors import BackendUnavailableError, ConfigError, UnknownBackendError
 
@@ -56,7 +57,7 @@ def make_device(
             if seed is not None
             else qml.device(name, wires=n_wires)
         )
-    except (ImportError, qml.DeviceError) as exc:  # pragma: no cover - plugin missing
+    except (ImportError, DeviceError) as exc:  # pragma: no cover - plugin missing
         raise BackendUnavailableError(
             f"device {name!r} is not available ({exc}); install it with: pip install 'qsgd[lightning]'"
         ) from exc
