@@ -7,7 +7,11 @@ Example:
 from __future__ import annotations
 
 import pennylane as qml
-from pennylane.exceptions import DeviceError
+
+try:
+    from pennylane.exceptions import DeviceError
+except ImportError:  # pragma: no cover - PennyLane < 0.42 kept it at top level
+    DeviceError = qml.DeviceError
 
 from qsgd.errors import BackendUnavailableError, ConfigError, UnknownBackendError
 
