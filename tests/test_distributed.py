@@ -328,3 +328,49 @@ def test_qkernels_sweep_cluster_equals_local(engine, tmp_path):
     assert len(dist["rows"]) == 4 and len(dist["summary"]) == 2
     assert _strip(local["rows"]) == _strip(dist["rows"])
     assert (tmp_path / "dist" / "summary.md").exists()
+
+
+def test_qpsbgd_with_scheduler_equals_local(engine, monkeypatch):
+    import torch
+    import torch.nn.functional as F
+
+    import qsgd.distributed as qd
+    from bnn.models import BinaryMLP
+    from qsgd.optimizer import QPSBGD
+
+    monkeypatch.setattr(qd, "get_engine", lambda scheduler, **kw: engine)  # the module's cluster
+    calls = []
+    real_map = engine.map
+
+    def counting_map(*args, **kw):
+        calls.append(kw.get("key"))
+        return real_map(*args, **kw)
+
+    monkeypatch.setattr(engine, "map", counting_map)
+    g = torch.Generator().manual_seed(0)
+    X = torch.randint(0, 2, (32, 10), generator=g).float() * 2 - 1
+    y = (X[:, 0] * X[:, 1] > 0).long()
+
+    def train(scheduler):
+        torch.manual_seed(1)
+        model = BinaryMLP(10, [6, 5], 2)
+        cfg = AnnealerConfig(backend="neal", num_reads=2, num_sweeps=20, scheduler=scheduler)
+        opt = QPSBGD(model, lr=0.05, backend=cfg, seed=3)
+        for _ in range(2):
+
+            def closure():
+                opt.zero_grad()
+                loss = F.cross_entropy(model(X), y)
+                loss.backward()
+                return loss.detach()
+
+            opt.step(closure)
+        return [p.detach().clone() for p in model.parameters()]
+
+    dist = train("processes")
+    n_calls = len(calls)
+    assert n_calls >= 2 * 2  # 2 steps x (at least) 2 binary layers solved on the cluster
+    local = train("local")
+    assert len(calls) == n_calls  # "local" never touches the cluster
+    for a, b in zip(dist, local, strict=True):
+        assert torch.equal(a, b)
