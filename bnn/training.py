@@ -1090,6 +1090,8 @@ def evaluate_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     run_dir = Path(run_dir)
     cfg = _run_config(run_dir, ())
     state = load_checkpoint(run_dir)
+    if cfg.train.num_threads is not None:
+        torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.train.seed)
     dataset = build_dataset(cfg)
     model = build_model(cfg, dataset)
