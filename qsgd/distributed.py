@@ -573,14 +573,14 @@ def solve_batches(
     engine = engine if engine is not None else get_engine(scheduler)
     ship = sampler.inner if isinstance(sampler, DistributedSampler) else sampler
 
-    cols: list[list[Any]] = [[] for _ in range(7)]
-    owners: list[int] = []
-    plans = []
     shipped_sampler = (
         engine.share(ship)
         if not engine.is_local and not isinstance(ship, (str, SamplerSpec))
         else ship
     )
+    tasks: list[tuple[Any, ...]] = []  # arguments of _solve_chunk, one tuple per chunk
+    owners: list[int] = []  # batch index of each task
+    plans = []
     for i, (b, seed) in enumerate(zip(batches, seeds, strict=True)):
         plan = chunk_plan(b.num_problems, chunk_size)
         plans.append(plan)
@@ -588,22 +588,12 @@ def solve_batches(
         cseeds = [seed] if len(plan) == 1 else problem_seeds(seed, len(plan))
         shipped = engine.share(b)
         for c, (start, stop) in enumerate(plan):
-            for col, v in zip(
-                cols,
-                (
-                    shipped_sampler,
-                    shipped,
-                    start,
-                    stop,
-                    dict(run_options),
-                    None if is_batch else pseeds[start:stop],
-                    cseeds[c] if is_batch else None,
-                ),
-                strict=True,
-            ):
-                col.append(v)
+            per_problem = None if is_batch else pseeds[start:stop]
+            per_chunk = cseeds[c] if is_batch else None
+            opts = dict(run_options)
+            tasks.append((shipped_sampler, shipped, start, stop, opts, per_problem, per_chunk))
             owners.append(i)
-    results = engine.map(_solve_chunk, *cols, key=f"solve {name}")
+    results = engine.map(_solve_chunk, *zip(*tasks, strict=True), key=f"solve {name}")
     out = []
     for i, plan in enumerate(plans):
         mine = [r for r, o in zip(results, owners, strict=True) if o == i]
