@@ -155,13 +155,15 @@ class QPSBGDConfig(_OptimizerBase):
     Attributes:
         lr: Step size ``eta`` of the binary update.
         curvature: Scale of the Gauss-Newton curvature ``X^T X`` (0 gives signSGD directions).
+        curvature_scale: ``unit`` or ``fisher`` (scale by the empirical Fisher of the layer's
+            output gradients; see :class:`qsgd.optimizer.QPSBGD`).
         normalize: Column-normalise the layer inputs in the curvature.
         formulation: ``binary_gradient`` (latent weights) or ``projected`` (weights stay ±1).
         max_block_vars: Split layers with a larger fan-in into blocks of at most this many
             variables (QPU size limit).
         latent_clip: Bound of the latent weights (``binary_gradient``).
         other_optimizer: Optimizer of the non-binary parameters: ``adam``, ``sgd`` or ``none``.
-        other_lr: Its learning rate (default: ``lr``).
+        other_lr: Its learning rate (default: QPSBGD's, 1e-3 for adam).
         layer_options: Per-layer overrides ``{layer_name = {lr = ..., curvature = ...}}``.
 
     The annealer is the ``[annealer]`` section; the layer schedule is ``train.schedule``.
@@ -169,6 +171,7 @@ class QPSBGDConfig(_OptimizerBase):
 
     name: Literal["qpsbgd"]
     curvature: float = Field(default=1.0, ge=0)
+    curvature_scale: Literal["unit", "fisher"] = "unit"
     normalize: bool = False
     formulation: Literal["binary_gradient", "projected"] = "binary_gradient"
     max_block_vars: Annotated[int, Field(gt=0)] | None = None

@@ -198,37 +198,17 @@ def build_optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
 
     options = cfg.optimizer.constructor_options()
     if isinstance(cfg.optimizer, QPSBGDConfig):
-        backend, backend_options, seed, block = _annealer_settings(cfg.annealer)
         options.update(
-            backend=backend,
-            backend_options=backend_options,
-            seed=cfg.train.seed if seed is None else seed,
+            backend=cfg.annealer,  # QPSBGD splits it into sampler and run options
+            seed=cfg.train.seed if cfg.annealer.seed is None else cfg.annealer.seed,
             layer_schedule="all",  # the fit loop applies train.schedule
         )
-        if options.get("max_block_vars") is None and block is not None:
-            options["max_block_vars"] = block
     try:
         return make_optimizer(cfg.optimizer.name, model, **options)
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"optimizer {cfg.optimizer.name!r} rejected its options: {exc}") from None
-
-
-def _annealer_settings(annealer: Any) -> tuple[str, dict[str, Any], int | None, int | None]:
-    """Backend name, ``get_sampler`` options, seed and block size from the ``[annealer]`` section.
-
-    The sampler options are the constructor options plus the run settings (``num_reads``,
-    ``num_sweeps``, ...) that the backend takes as constructor defaults; the seed is left to
-    QPSBGD, which derives one per step and layer.
-    """
-    from qsgd.config import backend_options
-
-    init, _ = backend_options(annealer.backend)
-    options = {k: v for k, v in annealer.run_options().items() if k in init}
-    options.update(annealer.sampler_options())
-    options.pop("seed", None)
-    return annealer.backend, options, annealer.seed, annealer.max_block_vars
 
 
 # --------------------------------------------------------------------- data views
