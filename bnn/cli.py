@@ -6,6 +6,7 @@ Usage::
     bnn train --resume RUN_DIR [--set KEY=VALUE ...] [--quiet]
     bnn eval RUN_DIR
     bnn compare RUN_DIR... [--out DIR]
+    bnn sweep CONFIG [--grid KEY=VALUES ...] [--seeds 0-4] [--scheduler S] [--out DIR]
 
 Exit codes: 0 success, 2 bad input (one line on stderr, nothing overwritten), 130 interrupted
 (a checkpoint was saved; resume with ``bnn train --resume RUN_DIR``). The work is done by
@@ -55,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="markdown table and overlay plot of several runs")
     cmp_.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     cmp_.add_argument("--out", default="comparison", help="output folder (default: comparison)")
+
+    sub.add_parser(
+        "sweep",
+        help="grid of configs x seeds as Dask tasks, gathered into one table (bnn sweep -h)",
+        add_help=False,
+    )
     return parser
 
 
@@ -127,6 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bnn.checkpoint import CheckpointError
     from qsgd.errors import QSGDError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sweep"]:
+        from bnn.sweep import main_sweep
+
+        return main_sweep(argv[1:])
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "eval": _eval, "compare": _compare}
     try:

@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -204,7 +205,7 @@ def main_sweep(argv: Sequence[str] | None = None) -> int:
         out = args.out or f"runs/sweep-{base.name}"
         rows = run_sweep(base, grid, seeds, out, scheduler=scheduler)
     except QSGDError as exc:
-        print(f"bnn sweep: error: {exc}")
+        print(f"bnn sweep: error: {exc}", file=sys.stderr)
         return 2
     columns = [*grid, "seed", "status", "val_accuracy", "test_accuracy", "wall_time"]
     print(markdown_rows(rows, columns), end="")

@@ -1,4 +1,4 @@
-"""Command line: ``qkernels run CONFIG [--out DIR] [--smoke]`` (no logic here)."""
+"""Command line: ``qkernels run CONFIG [--out DIR] [--smoke]`` and ``qkernels sweep ...`` (no logic here)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--out", default=None, help="output directory (default results/kernels/<name>)"
     )
     run.add_argument("--smoke", action="store_true", help="reduced sizes (CI)")
+    sub.add_parser(
+        "sweep", help="grid of configs x seeds as Dask tasks (qkernels sweep -h)", add_help=False
+    )
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sweep"]:
+        from qkernels.sweep import main_sweep
+
+        return main_sweep(argv[1:])
     args = parser.parse_args(argv)
 
     from qkernels.config import ExperimentConfig

@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -214,7 +215,7 @@ def main_sweep(argv: Sequence[str] | None = None) -> int:
         out = args.out or f"runs/sweep-{base.name}"
         result = run_sweep(base, grid, seeds, out, scheduler=scheduler)
     except QSGDError as exc:
-        print(f"qkernels sweep: error: {exc}")
+        print(f"qkernels sweep: error: {exc}", file=sys.stderr)
         return 2
     cols = [*grid, "dataset", "ansatz", "seed", "test_before", "test_after", "alignment_after"]
     print(markdown_rows(result["rows"], cols), end="")

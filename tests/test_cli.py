@@ -226,3 +226,32 @@ def test_sigint_saves_a_checkpoint_exits_130_and_the_run_resumes(tmp_path):
         main(["train", "--resume", str(run), "--set", f"train.epochs={done + 1}", "--quiet"]) == 0
     )
     assert json.loads((run / "summary.json").read_text())["epochs_completed"] == done + 1
+
+
+def test_sweep_subcommand_runs_a_grid_and_writes_a_table(tmp_path, capsys):
+    out_dir = tmp_path / "sweep"
+    argv = [
+        "sweep",
+        DEFAULT,
+        "--grid",
+        "optimizer.lr=[0.01, 0.05]",
+        "--grid",
+        "train.epochs=[1]",
+        "--grid",
+        "train.max_batches_per_epoch=[2]",
+        "--grid",
+        "annealer.num_sweeps=[10]",
+        "--seeds",
+        "0",
+        "--out",
+        str(out_dir),
+    ]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    table = (out_dir / "sweep.md").read_text()
+    assert "0.01" in table and "0.05" in table
+    assert json.loads((out_dir / "sweep.json").read_text())
+    code, _, err = run_cli(
+        capsys, "sweep", DEFAULT, "--grid", "optimizer.nope=[1]", "--out", str(tmp_path / "x")
+    )
+    assert code == 2 and "nope" in err
