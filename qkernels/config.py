@@ -83,6 +83,14 @@ class KernelConfig(_Strict):
     bandwidth: float = Field(1.0, gt=0.0)
     trainable_bandwidth: bool = False
     memory_budget_bytes: int = Field(2**30, gt=0)
+    scheduler: str = "local"
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, v: str) -> str:
+        from qsgd.distributed import check_scheduler
+
+        return check_scheduler(v)
 
     @field_validator("device")
     @classmethod

@@ -43,11 +43,21 @@ def _svm_scores(K_train: np.ndarray, K_test: np.ndarray, ds: Dataset, C: float) 
     }
 
 
-def _evaluate(kern: EmbeddingKernel, ds: Dataset, C: float) -> tuple[dict[str, Any], np.ndarray]:
+def _evaluate(
+    kern: EmbeddingKernel, ds: Dataset, C: float, scheduler: str = "local"
+) -> tuple[dict[str, Any], np.ndarray]:
     t0 = time.perf_counter()
-    with torch.no_grad():
-        K = kern.gram(ds.X_train)
-        K_test = kern.gram(ds.X_test, ds.X_train)
+    if scheduler == "local":
+        with torch.no_grad():
+            K = kern.gram(ds.X_train)
+            K_test = kern.gram(ds.X_test, ds.X_train)
+    else:  # Gram tiles on Dask workers (same values as the local Gram)
+        from qkernels.distributed import distributed_gram
+
+        K = torch.from_numpy(distributed_gram(kern, ds.X_train, scheduler=scheduler))
+        K_test = torch.from_numpy(
+            distributed_gram(kern, ds.X_test, ds.X_train, scheduler=scheduler)
+        )
     seconds = time.perf_counter() - t0
     Kn, Ktn = K.numpy(), K_test.numpy()
     rec = {
@@ -87,7 +97,7 @@ def run_one(
         seed=seed,
         memory_budget_bytes=cfg.kernel.memory_budget_bytes,
     )
-    before, K_before = _evaluate(kern, ds, cfg.model.C)
+    before, K_before = _evaluate(kern, ds, cfg.model.C, cfg.kernel.scheduler)
     trainable = ansatz.trainable or cfg.kernel.trainable_bandwidth
     t0 = time.perf_counter()
     training = None
@@ -105,7 +115,9 @@ def run_one(
             eval_every=cfg.training.eval_every,
         )
     train_seconds = time.perf_counter() - t0
-    after, K_after = _evaluate(kern, ds, cfg.model.C) if training else (before, K_before)
+    after, K_after = (
+        _evaluate(kern, ds, cfg.model.C, cfg.kernel.scheduler) if training else (before, K_before)
+    )
     record = {
         "dataset": dcfg.name,
         "ansatz": acfg.name,

@@ -374,3 +374,26 @@ def test_qpsbgd_with_scheduler_equals_local(engine, monkeypatch):
     assert len(calls) == n_calls  # "local" never touches the cluster
     for a, b in zip(dist, local, strict=True):
         assert torch.equal(a, b)
+
+
+def test_kernel_experiment_with_scheduler_equals_local(engine, monkeypatch):
+    import qkernels.distributed as qkd
+    from qkernels.config import ExperimentConfig
+    from qkernels.experiment import run_one
+
+    base = {
+        "name": "q",
+        "datasets": [{"name": "moons", "n_train": 8, "n_test": 6}],
+        "ansatze": [{"name": "hubregtsen", "n_wires": 2, "n_layers": 2}],
+        "training": {"steps": 2, "batch_size": 4},
+    }
+    local_cfg = ExperimentConfig.model_validate(base)
+    dist_cfg = ExperimentConfig.model_validate({**base, "kernel": {"scheduler": "processes"}})
+    calls = []
+    monkeypatch.setattr(qkd, "get_engine", lambda scheduler: calls.append(scheduler) or engine)
+    local = run_one(local_cfg, local_cfg.datasets[0], local_cfg.ansatze[0], seed=0)
+    dist = run_one(dist_cfg, dist_cfg.datasets[0], dist_cfg.ansatze[0], seed=0)
+    assert calls and set(calls) == {"processes"}  # the Gram went through the engine
+    for stage in ("before", "after"):
+        assert dist[stage]["accuracy"] == local[stage]["accuracy"]
+        assert dist[stage]["alignment"] == pytest.approx(local[stage]["alignment"], abs=1e-12)
