@@ -539,18 +539,19 @@ def _jsonable(value: Any) -> Any:
 
 
 def write_results(results: Mapping[str, Any], out: str | Path, stem: str) -> dict[str, Path]:
-    """Write ``STEM.json`` (raw results), ``STEM.md`` (table) and, if there are curves,
-    ``STEM.png`` into ``out`` (created). Returns the paths by kind."""
+    """Write ``STEM.png`` (if there are curves), ``STEM.md`` (table) and ``STEM.json`` (raw
+    results, written last) into ``out`` (created). Returns the paths by kind."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md"}
-    paths["json"].write_text(json.dumps(_jsonable(results), indent=1) + "\n")
-    table = results.get("table") or markdown_table(results)
-    paths["md"].write_text(table)
     if results.get("methods") and any(
         r.get("curve") for m in results["methods"].values() for r in m.get("runs", [])
     ):
         paths["png"] = plot_curves(results, out / f"{stem}.png")
+    table = results.get("table") or markdown_table(results)
+    paths["md"].write_text(table)
+    # the JSON last: its presence means the run is complete
+    paths["json"].write_text(json.dumps(_jsonable(results), indent=1) + "\n")
     return paths
 
 

@@ -48,7 +48,7 @@ def grids(smoke: bool) -> dict[str, list[dict]]:
             "full_precision": make_grid(lr=[0.003]),
         }
     return {
-        "qpsbgd": make_grid(lr=[0.01, 0.03], curvature=[0.001, 0.01]),
+        "qpsbgd": make_grid(lr=[0.003, 0.01], curvature=[0.01, 0.1]),
         "binaryconnect": make_grid(lr=LR),
         "signsgd": make_grid(lr=[0.001, 0.003, 0.01, 0.03]),
         "proxquant": make_grid(lr=LR),
@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> dict:
     add_common_arguments(parser, default_backends=["neal", "batched"])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--search-epochs", type=int, default=1)
+    parser.add_argument(
+        "--max-batches", type=int, default=None, help="cap on batches per epoch (all methods)"
+    )
     parser.add_argument("--data-root", default=None, help="folder with a1a and a1a.t")
     parser.add_argument("--neal-seeds", type=int, default=1, help="seeds of QP-SBGD (neal)")
     parser.add_argument("--neal-epochs", type=int, default=1, help="epochs of QP-SBGD (neal)")
@@ -83,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
         epochs=epochs,
         batch_size=16,
         search_epochs=search_epochs,
-        max_batches=3 if args.smoke else None,
+        max_batches=3 if args.smoke else args.max_batches,
     )
     include = args.methods.split(",") if args.methods else None
     methods = build_methods(
