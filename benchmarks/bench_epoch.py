@@ -9,7 +9,7 @@ other processes on a shared machine hits both alike; the figures are medians ove
 ``--repeats`` epochs. One untimed warm-up step per optimiser loads the numba kernels.
 
 QP-SBGD uses the settings recommended in ``docs/tuning.md`` (override them with the
-flags): ``binary_gradient``, lr 0.01, curvature 1.0 scaled by ``curvature_scale``
+flags): ``binary_gradient``, lr 0.003, curvature 30 scaled by ``curvature_scale``
 ("fisher" when the optimiser supports it), and a cheap, warm-started annealer:
 ``num_reads=1``, ``num_sweeps=10``, ``warm_start=True`` (every chain starts from
 ``sign(-h)``, the signSGD direction, and is annealed from the per-problem default
@@ -131,9 +131,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--quick", action="store_true", help="25 steps per epoch, 2 repeats")
     p.add_argument("--repeats", type=int, default=None, help="timed epochs per optimiser")
     p.add_argument("--steps", type=int, default=None, help="steps per timed epoch")
-    p.add_argument("--qp-lr", type=float, default=0.01)
-    p.add_argument("--bc-lr", type=float, default=0.01)
-    p.add_argument("--curvature", type=float, default=1.0)
+    p.add_argument("--qp-lr", type=float, default=0.003)
+    p.add_argument("--bc-lr", type=float, default=0.003)
+    p.add_argument("--curvature", type=float, default=30.0)
     p.add_argument("--curvature-scale", default="fisher", help="'' keeps the optimiser default")
     p.add_argument("--formulation", default="binary_gradient")
     p.add_argument("--num-reads", type=int, default=1)
