@@ -39,8 +39,13 @@ from bnn.models import BinaryGCN
 DATASETS = ("karate", "cora", "citeseer")
 
 
-def grids(smoke: bool) -> dict[str, list[dict]]:
-    """Equal budget (4 settings) per method; QP-SBGD: 2 learning rates x 2 curvature scales."""
+def grids(smoke: bool, curvature_scale: str = "fisher") -> dict[str, list[dict]]:
+    """Equal budget (4 settings) per method; QP-SBGD: 2 learning rates x 2 curvature scales.
+
+    With ``curvature_scale="fisher"`` (default; see docs/tuning.md) the curvature values are
+    relative to the empirical Fisher of the layer's outputs, so they span the same range in
+    every layer; with ``"unit"`` they multiply ``X^T X / B`` directly.
+    """
     if smoke:
         return {
             "qpsbgd": make_grid(lr=[0.05], curvature=[0.01]),
@@ -49,7 +54,11 @@ def grids(smoke: bool) -> dict[str, list[dict]]:
         }
     lr = [0.003, 0.01, 0.03, 0.1]
     return {
-        "qpsbgd": make_grid(lr=[0.02, 0.05], curvature=[0.001, 0.01]),
+        "qpsbgd": (
+            make_grid(lr=[0.003, 0.01], curvature=[3.0, 30.0])
+            if curvature_scale == "fisher"
+            else make_grid(lr=[0.02, 0.05], curvature=[0.001, 0.01])
+        ),
         "binaryconnect": make_grid(lr=lr),
         "signsgd": make_grid(lr=[0.001, 0.003, 0.01, 0.03]),
         "proxquant": make_grid(lr=lr),
@@ -68,6 +77,12 @@ def load(name: str, root: str | None) -> object:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser, default_backends=["neal", "batched"])
+    parser.add_argument(
+        "--curvature-scale",
+        choices=["fisher", "unit"],
+        default="fisher",
+        help="QP-SBGD output-curvature estimate (docs/tuning.md)",
+    )
     parser.add_argument("--datasets", default="karate,cora,citeseer", help="comma-separated")
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--search-epochs", type=int, default=None)
@@ -98,7 +113,11 @@ def main(argv: list[str] | None = None) -> dict:
             search_epochs=args.search_epochs,
         )
         methods = build_methods(
-            grids(args.smoke), backends=backends, annealer=annealer, include=include
+            grids(args.smoke, args.curvature_scale),
+            backends=backends,
+            annealer=annealer,
+            include=include,
+            qpsbgd_options={"curvature_scale": args.curvature_scale},
         )
         has_batched = any(m.key == "qpsbgd_batched" for m in methods)
         for m in methods:
