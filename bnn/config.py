@@ -162,6 +162,8 @@ class QPSBGDConfig(_OptimizerBase):
         max_block_vars: Split layers with a larger fan-in into blocks of at most this many
             variables (QPU size limit).
         latent_clip: Bound of the latent weights (``binary_gradient``).
+        damping: Relative Levenberg-Marquardt damping of the metric, ``H + damping *
+            mean(diag(H)) I`` (0: none; matters for ``projected`` only).
         other_optimizer: Optimizer of the non-binary parameters: ``adam``, ``sgd`` or ``none``.
         other_lr: Its learning rate (default: QPSBGD's, 1e-3 for adam).
         layer_options: Per-layer overrides ``{layer_name = {lr = ..., curvature = ...}}``.
@@ -176,6 +178,7 @@ class QPSBGDConfig(_OptimizerBase):
     formulation: Literal["binary_gradient", "projected"] = "binary_gradient"
     max_block_vars: Annotated[int, Field(gt=0)] | None = None
     latent_clip: float = Field(default=1.0, gt=0)
+    damping: float = Field(default=0.0, ge=0)
     other_optimizer: Literal["adam", "sgd", "none"] = "adam"
     other_lr: Annotated[float, Field(gt=0)] | None = None
     layer_options: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -43,7 +43,15 @@ LAYER_SCHEDULES: tuple[str, ...] = ("all", "round_robin")
 #: Accepted values of ``other_optimizer`` (None: non-binary parameters are not updated).
 OTHER_OPTIMIZERS: tuple[str | None, ...] = ("adam", "sgd", None)
 
-_GROUP_KEYS = ("lr", "curvature", "curvature_scale", "normalize", "formulation", "latent_clip")
+_GROUP_KEYS = (
+    "lr",
+    "curvature",
+    "curvature_scale",
+    "normalize",
+    "formulation",
+    "latent_clip",
+    "damping",
+)
 #: Accepted values of ``curvature_scale``.
 CURVATURE_SCALES: tuple[str, ...] = ("unit", "fisher")
 
@@ -69,6 +77,10 @@ def _check_group_options(opts: Mapping[str, Any], where: str = "") -> None:
             f"curvature_scale{where} must be one of {', '.join(map(repr, CURVATURE_SCALES))} "
             f"(got {opts['curvature_scale']!r})"
         )
+    if "damping" in opts:
+        dmp = opts["damping"]
+        if not _is_real(dmp) or not math.isfinite(dmp) or dmp < 0:
+            raise ValueError(f"damping{where} must be a finite number >= 0 (got {dmp!r})")
     if "normalize" in opts and not isinstance(opts["normalize"], bool):
         raise TypeError(f"normalize{where} must be a bool (got {opts['normalize']!r})")
     if "formulation" in opts and opts["formulation"] not in FORMULATIONS:
@@ -153,8 +165,8 @@ class QPSBGD(torch.optim.Optimizer):
     """Quantum projected stochastic binary-gradient descent over a model's binary layers.
 
     Each binary layer (``bnn.layers.BinaryLayer`` with ``binary=True``) is one param group
-    holding its latent weight, with its own ``lr``, ``curvature``, ``normalize``,
-    ``formulation`` and ``latent_clip`` (override them through ``layer_options`` or by
+    holding its latent weight, with its own ``lr``, ``curvature``, ``curvature_scale``,
+    ``normalize``, ``formulation``, ``latent_clip`` and ``damping`` (override them through ``layer_options`` or by
     editing ``param_groups``; LR schedulers act on these groups). The optimiser sets
     ``capture=True`` on those layers so that each training forward/backward records the
     layer's inputs ``X`` and the gradient ``G`` w.r.t. its pre-activations.
@@ -208,6 +220,13 @@ class QPSBGD(torch.optim.Optimizer):
         seed: Base seed; the solver seed of layer ``i`` at step ``t`` is derived from
             ``(seed, t, i)``. None draws a base seed once (stored in the state dict).
         latent_clip: Bound of the latent weights in binary_gradient (> 0).
+        damping: Relative Levenberg-Marquardt damping of the metric (>= 0; 0: none): the
+            problems use ``H + lam I`` with ``lam = damping * mean(diag(H))``
+            (:func:`qsgd.qubo.layer_ising`), so one value fits every layer under either
+            curvature scale. For ``"projected"`` it pulls the new weights towards
+            ``sign(B - lr * grad)`` in the directions the batch does not constrain
+            (``damping -> inf`` is exactly that sign); for ``"binary_gradient"`` it only adds
+            a constant to the energy.
         layer_options: Per-layer overrides ``{layer_name: {"lr": ..., "curvature": ...}}``.
 
     Attributes:
@@ -243,6 +262,7 @@ class QPSBGD(torch.optim.Optimizer):
         other_lr: float | None = None,
         seed: int | None = None,
         latent_clip: float = 1.0,
+        damping: float = 0.0,
         layer_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         from bnn.layers import binary_layers, is_binary_param  # bnn depends on torch only
@@ -256,6 +276,7 @@ class QPSBGD(torch.optim.Optimizer):
             normalize=normalize,
             formulation=formulation,
             latent_clip=latent_clip,
+            damping=damping,
         )
         _check_group_options(defaults)
         if max_block_vars is not None and (
@@ -464,6 +485,7 @@ class QPSBGD(torch.optim.Optimizer):
             normalize=bool(group["normalize"]),
             formulation=formulation,
             weights=old_sign.cpu().double().numpy() if formulation == "projected" else None,
+            damping=float(group.get("damping", 0.0)),
             name=name,
         )
         run = dict(self.run_options)

@@ -182,6 +182,7 @@ def layer_ising(
     normalize: bool = False,
     formulation: str = "binary_gradient",
     weights: Any = None,
+    damping: float = 0.0,
     name: str | None = None,
 ) -> IsingBatch:
     """The ``m`` per-neuron Ising problems of a binary linear layer ``z = x W^T``.
@@ -210,6 +211,21 @@ def layer_ising(
       = curvature/(2B) ||F (b - v_j)||^2``: ``h = -v H``, ``J = offdiag(H)``,
       ``offset = 0.5 tr(H) + 0.5 v_j^T H v_j``.
 
+    ``damping`` (``>= 0``, default 0: no change) adds a Levenberg-Marquardt / proximal
+    term: the metric becomes ``H + lam I`` with the *relative* damping
+    ``lam = damping * mean(diag(H))`` (``lam = damping`` when ``H == 0``, e.g.
+    ``curvature == 0``), so one value means the same in every layer whatever the scale of
+    ``H``. Because ``s_i^2 == 1``, ``lam I`` never touches ``J`` or the factor:
+
+    * ``"projected"``: ``P_j(b) = 0.5 (b - v_j)^T (H + lam I) (b - v_j)`` gives
+      ``h = -v (H + lam I)`` and ``offset += 0.5 lam (n + |v_j|^2)``. Without it, when
+      ``B < n`` every direction in the null space of ``F`` is a tie; ``damping -> inf``
+      gives ``b = sign(v)`` (SGD on the binary weights, then sign).
+    * ``"binary_gradient"``: the damped model ``-eta g.d + (eta^2/2) d^T (H + lam I) d``
+      differs by the constant ``(eta^2/2) lam n`` (``|d|^2 == n``, i.e. the proximal term
+      on the latent weights is constant on spins): only ``offset`` changes, never the
+      minimiser.
+
     In both, ``J == factor_scale * offdiag(factor.T @ factor)`` with
     ``factor = F`` and ``factor_scale = eta^2 curvature / B`` (binary_gradient)
     or ``curvature / B`` (projected).
@@ -224,6 +240,7 @@ def layer_ising(
         formulation: ``"binary_gradient"`` or ``"projected"``.
         weights: Current binary weights, shape ``(m, n)``, exactly ±1; required by
             ``"projected"``, ignored by ``"binary_gradient"``.
+        damping: Relative damping ``>= 0`` of the metric (see above).
         name: Optional layer/parameter name used in error messages.
 
     Returns:
@@ -245,6 +262,7 @@ def layer_ising(
         )
     eta = _check_positive(eta, "eta")
     curvature = _check_positive(curvature, "curvature", allow_zero=True)
+    damping = _check_positive(damping, "damping", allow_zero=True)
     X = _as_float_array(inputs, "inputs", name)
     G = _as_float_array(grad_out, "grad_out", name)
     _check_matrix(X, "inputs", name, "(batch, fan_in)")
@@ -263,12 +281,14 @@ def layer_ising(
     grad = G.T @ X  # (m, n): dL/dW
     gram = F.T @ F  # (n, n)
     base = curvature / batch  # H = base * gram
+    trace_h = base * float(np.trace(gram))
+    lam = damping * (trace_h / n if trace_h > 0 else 1.0)  # absolute damping of the metric
 
     if formulation == "binary_gradient":
         scale = eta**2 * base
         J = scale * gram
         np.fill_diagonal(J, 0.0)
-        offset = np.full(m, 0.5 * scale * float(np.trace(gram)))
+        offset = np.full(m, 0.5 * eta**2 * (trace_h + lam * n))
         return IsingBatch(h=-eta * grad, J=J, offset=offset, factor=F, factor_scale=float(scale))
 
     # projected
@@ -295,7 +315,10 @@ def layer_ising(
     vH = base * (vF @ F)  # (m, n) == v @ H
     J = base * gram
     np.fill_diagonal(J, 0.0)
-    offset = 0.5 * base * float(np.trace(gram)) + 0.5 * base * np.einsum("mb,mb->m", vF, vF)
+    offset = 0.5 * trace_h + 0.5 * base * np.einsum("mb,mb->m", vF, vF)
+    if lam > 0:
+        vH = vH + lam * v  # v @ (H + lam I)
+        offset = offset + 0.5 * lam * (n + np.einsum("mn,mn->m", v, v))
     return IsingBatch(h=-vH, J=J, offset=offset, factor=F, factor_scale=float(base))
 
 

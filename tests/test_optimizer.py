@@ -433,3 +433,51 @@ def test_load_state_dict_rejects_foreign_dict() -> None:
     )
     with pytest.raises(ValueError, match=r"state_dict has no 'qpsbgd' entry"):
         opt.load_state_dict(plain.state_dict())
+
+
+# --------------------------------------------------------------------------- damping
+
+
+def test_damping_reaches_layer_ising_and_per_layer_override() -> None:
+    torch.manual_seed(4)
+    model = nn.Sequential(BinaryLinear(8, 3), nn.Tanh())
+    opt = QPSBGD(
+        model,
+        lr=4.0,
+        curvature=0.7,
+        curvature_scale="fisher",
+        formulation="projected",
+        damping=0.5,
+        backend="exact",
+        seed=0,
+    )
+    assert opt.param_groups[0]["damping"] == 0.5
+    x = torch.randn(3, 8)  # 3 rows < 8 inputs: undamped metric is rank-deficient
+    F.mse_loss(model(x), torch.randn(3, 3)).backward()
+    layer = model[0]
+    Xc = layer.captured_inputs.double().numpy().copy()
+    Gc = layer.captured_grad_out.double().numpy().copy()
+    W = torch.where(layer.weight.detach() >= 0, 1.0, -1.0)
+    opt.step()
+    from qsgd.optimizer import fisher_curvature
+
+    batch = layer_ising(
+        Xc,
+        Gc,
+        eta=4.0,
+        curvature=fisher_curvature(Gc, 0.7),
+        formulation="projected",
+        weights=W.double().numpy(),
+        damping=0.5,
+    )
+    best, _ = brute_force(batch)
+    assert torch.equal(layer.weight.detach(), torch.as_tensor(best, dtype=torch.float32))
+    big = QPSBGD(mlp(), formulation="projected", layer_options={"net.0": {"damping": 10.0}})
+    assert [g["damping"] for g in big.param_groups][:2] == [10.0, 0.0]
+
+
+def test_damping_bad_values() -> None:
+    with pytest.raises(ValueError, match=r"damping must be a finite number >= 0 \(got -1\)"):
+        QPSBGD(mlp(), damping=-1)
+    with pytest.raises(ValueError, match=r"damping of layer 'net.0' must be"):
+        QPSBGD(mlp(), layer_options={"net.0": {"damping": float("nan")}})

@@ -551,3 +551,102 @@ def test_any_finite_inputs_build_a_valid_problem(X):
     batch = layer_ising(X, np.ones((3, 2)), eta=0.5, normalize=True)
     assert np.all(np.isfinite(batch.J)) and np.all(np.isfinite(batch.h))
     np.testing.assert_array_equal(np.diag(batch.J), 0.0)
+
+
+# --------------------------------------------------------------------------- damping
+
+
+def _damped_projection(X, v, c, lam_rel):
+    """Brute-force values of 0.5 (b - v)^T (H + lam I) (b - v) over all b, lam relative."""
+    B, n = X.shape
+    H = c * X.T @ X / B
+    lam = lam_rel * np.trace(H) / n
+    D = all_spins(n)
+    diff = D[None, :, :] - v[:, None, :]  # (m, 2^n, n)
+    return 0.5 * np.einsum("mci,ij,mcj->mc", diff, H + lam * np.eye(n), diff), D
+
+
+@pytest.mark.parametrize("damping", [0.0, 0.3, 5.0])
+def test_projected_damping_energies_and_optimum_equal_damped_objective(damping):
+    rng = np.random.default_rng(21)
+    B, n, m, eta, c = 3, 8, 4, 0.4, 1.3  # B < n: undamped metric is rank-deficient
+    X = rng.normal(size=(B, n))  # real inputs: no exact ties between configurations
+    G = rng.normal(size=(B, m))
+    W = random_spins(rng, (m, n))
+    batch = layer_ising(
+        X, G, eta=eta, curvature=c, formulation="projected", weights=W, damping=damping
+    )
+    v = W - eta * G.T @ X
+    obj, D = _damped_projection(X, v, c, damping)
+    # every configuration's energy equals the damped objective exactly
+    np.testing.assert_allclose(batch.energies(np.broadcast_to(D, (m,) + D.shape)), obj, rtol=1e-10)
+    spins, energies = brute_force(batch)
+    np.testing.assert_allclose(energies, obj.min(axis=1), rtol=1e-10)
+    if damping > 0:  # positive definite metric, generic data: a unique optimum
+        np.testing.assert_array_equal(spins, D[np.argmin(obj, axis=1)])
+
+
+def test_projected_damping_limits():
+    rng = np.random.default_rng(22)
+    B, n, m, eta = 4, 10, 5, 0.7
+    X = rng.normal(size=(B, n))
+    G = rng.normal(size=(B, m))
+    W = random_spins(rng, (m, n))
+    v = W - eta * G.T @ X
+    kw = dict(eta=eta, formulation="projected", weights=W)
+    plain = layer_ising(X, G, **kw)
+    zero = layer_ising(X, G, damping=0.0, **kw)
+    for a in ("h", "J", "offset", "factor"):
+        np.testing.assert_array_equal(getattr(zero, a), getattr(plain, a))
+    # lambda -> inf: b = sign(v) (SGD step on the binary weights, then sign)
+    big, _ = brute_force(layer_ising(X, G, damping=1e6, **kw))
+    np.testing.assert_array_equal(big, np.sign(v).astype(np.int8))
+    # and the undamped rank-deficient projection does not give sign(v) here
+    undamped, _ = brute_force(plain)
+    assert not np.array_equal(undamped, np.sign(v).astype(np.int8))
+    # curvature 0: damping is absolute (H == 0), and the answer is sign(v) for any damping > 0
+    flat, _ = brute_force(layer_ising(X, G, curvature=0.0, damping=0.1, **kw))
+    np.testing.assert_array_equal(flat, np.sign(v).astype(np.int8))
+
+
+def test_damping_is_relative_to_the_curvature_scale():
+    rng = np.random.default_rng(23)
+    X = rng.normal(size=(4, 7))
+    G = rng.normal(size=(4, 3))
+    W = random_spins(rng, (3, 7))
+    kw = dict(eta=0.5, formulation="projected", weights=W, damping=2.0)
+    a = layer_ising(X, G, curvature=1.0, **kw)
+    b = layer_ising(X, G, curvature=40.0, **kw)
+    # scaling H scales the whole damped problem: same minimiser for every curvature
+    for attr in ("h", "J", "offset"):
+        np.testing.assert_allclose(40.0 * getattr(a, attr), getattr(b, attr), rtol=1e-12)
+
+
+def test_binary_gradient_damping_only_shifts_the_energy():
+    rng = np.random.default_rng(24)
+    B, n, m, eta, c, dmp = 3, 6, 2, 0.2, 0.9, 4.0
+    X = rng.normal(size=(B, n))
+    G = rng.normal(size=(B, m))
+    plain = layer_ising(X, G, eta=eta, curvature=c)
+    damped = layer_ising(X, G, eta=eta, curvature=c, damping=dmp)
+    np.testing.assert_array_equal(damped.h, plain.h)
+    np.testing.assert_array_equal(damped.J, plain.J)
+    H = c * X.T @ X / B
+    lam = dmp * np.trace(H) / n
+    D = all_spins(n)
+    grad = G.T @ X
+    model = (
+        -eta * grad @ D.T
+        + 0.5 * eta**2 * np.einsum("ci,ij,cj->c", D, H + lam * np.eye(n), D)[None, :]
+    )
+    np.testing.assert_allclose(
+        damped.energies(np.broadcast_to(D, (m,) + D.shape)), model, rtol=1e-10
+    )
+    np.testing.assert_array_equal(brute_force(damped)[0], brute_force(plain)[0])
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "x"])
+def test_damping_rejects_bad_values(bad):
+    X0 = np.ones((3, 4))
+    with pytest.raises(ValueError, match=r"damping must be"):
+        layer_ising(X0, np.ones((3, 2)), eta=1.0, damping=bad)
