@@ -49,14 +49,13 @@ import dimod
 import numpy as np
 
 from qsgd.errors import BackendError, BackendUnavailableError, ConfigError
-from qsgd.ising import IsingBatch, to_bqm
+from qsgd.ising import IsingBatch
 from qsgd.samplers.base import BatchResult
 from qsgd.samplers.registry import (
-    _merge_infos,
-    _sampleset_to_arrays,
     check_run_options,
     get_sampler,
     problem_seeds,
+    solve_each,
 )
 
 __all__ = [
@@ -403,34 +402,6 @@ def chunk_plan(m: int, chunk_size: int) -> list[tuple[int, int]]:
     return [(s, min(s + int(chunk_size), int(m))) for s in starts]
 
 
-def _solve_each(
-    sampler: dimod.Sampler, batch: IsingBatch, seeds: Sequence[int | None], opts: Mapping[str, Any]
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """One ``sample`` call per problem with the given per-problem seeds (as ``solve_batch`` does)."""
-    n = batch.num_variables
-    per_samples, per_reported, infos = [], [], []
-    for k in range(batch.num_problems):  # one call per problem; the arrays inside are whole-problem
-        kw = dict(opts)
-        if seeds[k] is not None:
-            kw["seed"] = seeds[k]
-        ss = sampler.sample(to_bqm(batch, k), **kw)
-        s, e = _sampleset_to_arrays(ss, n)
-        per_samples.append(s)
-        per_reported.append(e)
-        infos.append(ss.info)
-    samples = _stack_padded(per_samples)
-    reported = _stack_padded(per_reported)
-    return samples, reported, _merge_infos(infos)
-
-
-def _stack_padded(rows: list[np.ndarray]) -> np.ndarray:
-    """Stack per-problem read arrays; shorter ones are padded by repeating their first (best) read."""
-    r = max(len(x) for x in rows)
-    return np.stack(
-        [x if len(x) == r else np.concatenate([x, np.repeat(x[:1], r - len(x), 0)]) for x in rows]
-    )
-
-
 def _solve_chunk(
     sampler: SamplerLike,
     batch: IsingBatch,
@@ -454,7 +425,7 @@ def _solve_chunk(
         info = dict(res.info)
     else:
         assert seeds is not None
-        samples, reported, info = _solve_each(s, sub, seeds, opts)
+        samples, reported, info = solve_each(s, sub, seeds, opts)
     energies = sub.energies(samples)
     info["reported_energy_max_abs_error"] = float(np.max(np.abs(reported - energies)))
     order = np.argsort(energies, axis=1, kind="stable")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -330,30 +330,10 @@ def solve_batch(sampler: dimod.Sampler, batch: IsingBatch, **run_options: Any) -
         reported = np.asarray(result.energies, dtype=np.float64)
         info["reported_energy_max_abs_error"] = float(np.max(np.abs(reported - energies)))
     else:
-        m, n = batch.num_problems, batch.num_variables
         opts = dict(run_options)
-        seeds = problem_seeds(opts.pop("seed", None), m)
-        per_samples, per_reported, infos = [], [], []
-        for k in range(m):  # one call per problem; the arrays inside are whole-problem
-            kw = dict(opts)
-            if seeds[k] is not None:
-                kw["seed"] = seeds[k]
-            ss = sampler.sample(to_bqm(batch, k), **kw)
-            s, e = _sampleset_to_arrays(ss, n)
-            per_samples.append(s)
-            per_reported.append(e)
-            infos.append(ss.info)
-        reads = {s.shape[0] for s in per_samples}
-        if len(reads) != 1:  # pad by repeating the best read so the result stays rectangular
-            r = max(reads)
-            per_samples = [
-                np.concatenate([s, np.repeat(s[:1], r - len(s), 0)]) for s in per_samples
-            ]
-            per_reported = [np.concatenate([e, np.repeat(e[:1], r - len(e))]) for e in per_reported]
-        samples = np.stack(per_samples)
-        reported = np.stack(per_reported)
+        seeds = problem_seeds(opts.pop("seed", None), batch.num_problems)
+        samples, reported, info = solve_each(sampler, batch, seeds, opts)
         energies = batch.energies(samples)
-        info = _merge_infos(infos)
         info["reported_energy_max_abs_error"] = float(np.max(np.abs(reported - energies)))
     order = np.argsort(energies, axis=1, kind="stable")
     samples = np.take_along_axis(samples, order[:, :, None], axis=1)
@@ -362,6 +342,37 @@ def solve_batch(sampler: dimod.Sampler, batch: IsingBatch, **run_options: Any) -
     info["wall_time"] = time.perf_counter() - t0
     info["num_reads"] = int(samples.shape[1])
     return BatchResult(samples=samples, energies=energies, info=info)
+
+
+def solve_each(
+    sampler: dimod.Sampler, batch: IsingBatch, seeds: Sequence[int | None], opts: Mapping[str, Any]
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """One ``sample`` call per problem of ``batch`` with the given per-problem seeds.
+
+    Returns the samples ``(m, reads, n)`` int8 in variable order, the energies the backend
+    reported ``(m, reads)`` (unsorted), and the merged ``SampleSet.info``. A problem that came
+    back with fewer reads than the others is padded by repeating its first read.
+    """
+    n = batch.num_variables
+    per_samples, per_reported, infos = [], [], []
+    for k in range(batch.num_problems):  # one call per problem; the arrays inside are whole-problem
+        kw = dict(opts)
+        if seeds[k] is not None:
+            kw["seed"] = seeds[k]
+        ss = sampler.sample(to_bqm(batch, k), **kw)
+        s, e = _sampleset_to_arrays(ss, n)
+        per_samples.append(s)
+        per_reported.append(e)
+        infos.append(ss.info)
+    return _stack_padded(per_samples), _stack_padded(per_reported), _merge_infos(infos)
+
+
+def _stack_padded(rows: list[np.ndarray]) -> np.ndarray:
+    """Stack per-problem read arrays; shorter ones are padded by repeating their first read."""
+    r = max(len(x) for x in rows)
+    return np.stack(
+        [x if len(x) == r else np.concatenate([x, np.repeat(x[:1], r - len(x), 0)]) for x in rows]
+    )
 
 
 def _merge_infos(infos: list[Mapping[str, Any]]) -> dict[str, Any]:
