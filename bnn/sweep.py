@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -81,7 +82,7 @@ def plan_sweep(
     tasks = []
     for point in expand_grid(grid):
         for seed in seeds:
-            data = _copy(raw)
+            data = copy.deepcopy(raw)
             for key, value in point.items():
                 set_dotted(data, key, value)
             set_dotted(data, "train.seed", seed)
@@ -89,14 +90,6 @@ def plan_sweep(
             cfg = RunConfig.from_dict(data, source=f"for grid point {point} seed {seed}")
             tasks.append((dict(point), int(seed), cfg.to_dict()))
     return tasks
-
-
-def _copy(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _copy(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_copy(v) for v in data]
-    return data
 
 
 def _run_task(point: dict[str, Any], seed: int, config: dict[str, Any]) -> dict[str, Any]:

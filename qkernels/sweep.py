@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -81,7 +82,7 @@ def plan_sweep(
     raw = cfg0.model_dump()
     tasks = []
     for point in expand_grid(grid):
-        data = _copy(raw)
+        data = copy.deepcopy(raw)
         for key, value in point.items():
             set_dotted(data, key, value)
         data["seeds"] = list(seeds)
@@ -93,14 +94,6 @@ def plan_sweep(
                 for seed in seeds:
                     tasks.append((dict(point), dumped, d, a, int(seed)))
     return tasks
-
-
-def _copy(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _copy(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_copy(v) for v in data]
-    return data
 
 
 def _run_task(
