@@ -78,7 +78,9 @@ class IsingBatch:
             raise ProblemError(f"h must have shape (m, n) or (n,) (got shape {h.shape})")
         m, n = h.shape
         if n == 0 or m == 0:
-            raise ProblemError(f"empty Ising problem: h has shape {h.shape}, expected m >= 1 and n >= 1")
+            raise ProblemError(
+                f"empty Ising problem: h has shape {h.shape}, expected m >= 1 and n >= 1"
+            )
         J = np.asarray(J, dtype=np.float64)
         if J.shape != (n, n):
             raise ProblemError(f"J must have shape ({n}, {n}) to match h (got shape {J.shape})")
@@ -91,8 +93,12 @@ class IsingBatch:
             if not np.all(np.isfinite(J)):
                 raise ProblemError("J contains non-finite values (NaN or inf)")
             if np.any(np.diag(J) != 0):
-                raise ProblemError("J must have a zero diagonal (s_i^2 == 1 is constant: put it in offset)")
-            if not np.allclose(J, J.T, rtol=1e-12, atol=1e-12 * max(1.0, float(np.abs(J).max(initial=0)))):
+                raise ProblemError(
+                    "J must have a zero diagonal (s_i^2 == 1 is constant: put it in offset)"
+                )
+            if not np.allclose(
+                J, J.T, rtol=1e-12, atol=1e-12 * max(1.0, float(np.abs(J).max(initial=0)))
+            ):
                 J = 0.5 * (J + J.T)
         if factor is not None:
             factor = np.asarray(factor, dtype=np.float64)
@@ -114,14 +120,18 @@ class IsingBatch:
 
     def problem(self, k: int) -> IsingBatch:
         """The ``k``-th problem alone, as a batch of one."""
-        return IsingBatch(self.h[k : k + 1], self.J, self.offset[k : k + 1], self.factor, self.factor_scale)
+        return IsingBatch(
+            self.h[k : k + 1], self.J, self.offset[k : k + 1], self.factor, self.factor_scale
+        )
 
     def subset(self, index: np.ndarray | slice) -> IsingBatch:
         """The problems selected by ``index`` (rows of ``h``)."""
         return IsingBatch(self.h[index], self.J, self.offset[index], self.factor, self.factor_scale)
 
 
-def ising_energies(h: np.ndarray, J: np.ndarray, offset: np.ndarray, spins: np.ndarray) -> np.ndarray:
+def ising_energies(
+    h: np.ndarray, J: np.ndarray, offset: np.ndarray, spins: np.ndarray
+) -> np.ndarray:
     """Vectorised Ising energies ``h.s + 0.5 s.J.s + offset`` for a batch of problems.
 
     Shape:
