@@ -337,7 +337,7 @@ class BinaryConv2d(BinaryLayer):
         )
 
 
-class BinaryGraphConv(BinaryLayer):
+class BinaryGraphConv(BinaryLinear):
     """Graph convolution (Kipf & Welling, 2017) with ±1 weights: ``y = (A_norm @ x) @ sign(W).T (+ b)``.
 
     Aggregation comes first, then the binary linear map, so the QUBO inputs are the
@@ -360,27 +360,7 @@ class BinaryGraphConv(BinaryLayer):
         torch.Size([3, 2])
     """
 
-    def __init__(
-        self, in_features: int, out_features: int, bias: bool = False, *, binary: bool = True
-    ) -> None:
-        super().__init__(binary)
-        _check_positive_int("in_features", in_features)
-        _check_positive_int("out_features", out_features)
-        self.in_features = in_features
-        self.out_features = out_features
-        self._init_weight(out_features, in_features)
-        self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
-        self.reset_parameters()
-
-    @property
-    def fan_in(self) -> int:
-        return self.in_features
-
-    @property
-    def fan_out(self) -> int:
-        return self.out_features
-
-    def forward(self, x: torch.Tensor, adj_norm: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, adj_norm: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(
                 f"x must have shape (N, in_features={self.in_features}) (got shape {tuple(x.shape)})"
@@ -391,15 +371,7 @@ class BinaryGraphConv(BinaryLayer):
                 f"adj_norm must have shape ({n}, {n}) to match x (got shape {tuple(adj_norm.shape)})"
             )
         agg = torch.sparse.mm(adj_norm, x) if adj_norm.is_sparse else adj_norm @ x
-        pre = F.linear(agg, self.effective_weight(), self.bias)
-        self._capture(agg, pre, lambda g: g)
-        return pre
-
-    def extra_repr(self) -> str:
-        return (
-            f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"bias={self.bias is not None}, " + super().extra_repr()
-        )
+        return super().forward(agg)  # the binary linear map; captures the aggregated features
 
 
 def normalized_adjacency(
