@@ -20,7 +20,6 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 import time
@@ -38,6 +37,7 @@ from qsgd.sweep import (
     parse_seeds,
     point_label,
     set_dotted,
+    sweep_parser,
     write_table,
 )
 
@@ -171,24 +171,13 @@ def main_sweep(argv: Sequence[str] | None = None) -> int:
     Returns:
         0 when every run completed, 1 when some failed (their rows say why), 2 on bad input.
     """
-    parser = argparse.ArgumentParser(
-        prog="bnn sweep", description="Run a grid of configs x seeds and gather one table."
+    parser = sweep_parser(
+        "bnn sweep",
+        "Run a grid of configs x seeds and gather one table.",
+        "base run config (TOML)",
+        "optimizer.lr=[0.01,0.1]",
+        "0",
     )
-    parser.add_argument("config", help="base run config (TOML)")
-    parser.add_argument(
-        "--grid",
-        action="append",
-        default=[],
-        metavar="KEY=VALUES",
-        help="dotted key and a TOML list of values, e.g. optimizer.lr=[0.01,0.1] (repeatable)",
-    )
-    parser.add_argument("--seeds", default="0", help="seeds: 0,1,2 or 0-4 (default 0)")
-    parser.add_argument(
-        "--scheduler",
-        default="local",
-        help="local | processes | a Dask scheduler address such as tcp://host:8786",
-    )
-    parser.add_argument("--out", default=None, help="sweep folder (default runs/sweep-<name>)")
     args = parser.parse_args(argv)
     try:
         grid = parse_grid(args.grid)

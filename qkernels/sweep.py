@@ -18,7 +18,6 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 import time
@@ -36,6 +35,7 @@ from qsgd.sweep import (
     parse_seeds,
     point_label,
     set_dotted,
+    sweep_parser,
     write_table,
 )
 
@@ -180,25 +180,13 @@ def main_sweep(argv: Sequence[str] | None = None) -> int:
     Returns:
         0 on success, 2 on bad input.
     """
-    parser = argparse.ArgumentParser(
-        prog="qkernels sweep",
-        description="Run a grid of experiment configs x seeds and gather one table.",
+    parser = sweep_parser(
+        "qkernels sweep",
+        "Run a grid of experiment configs x seeds and gather one table.",
+        "base experiment config (TOML)",
+        "kernel.bandwidth=[0.5,1.0]",
+        None,
     )
-    parser.add_argument("config", help="base experiment config (TOML)")
-    parser.add_argument(
-        "--grid",
-        action="append",
-        default=[],
-        metavar="KEY=VALUES",
-        help="dotted key and a TOML list of values, e.g. kernel.bandwidth=[0.5,1.0] (repeatable)",
-    )
-    parser.add_argument("--seeds", default=None, help="seeds: 0,1,2 or 0-4 (default: the config's)")
-    parser.add_argument(
-        "--scheduler",
-        default="local",
-        help="local | processes | a Dask scheduler address such as tcp://host:8786",
-    )
-    parser.add_argument("--out", default=None, help="sweep folder (default runs/sweep-<name>)")
     args = parser.parse_args(argv)
     try:
         grid = parse_grid(args.grid)

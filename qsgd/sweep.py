@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import itertools
@@ -30,6 +31,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = [
+    "sweep_parser",
     "parse_grid",
     "expand_grid",
     "parse_seeds",
@@ -188,3 +190,32 @@ def write_table(
     paths["csv"].write_text(buf.getvalue())
     paths["md"].write_text(markdown_rows(rows, columns))
     return paths
+
+
+def sweep_parser(
+    prog: str, description: str, config_help: str, grid_example: str, seeds_default: str | None
+) -> argparse.ArgumentParser:
+    """The argument parser shared by ``bnn sweep`` and ``qkernels sweep``.
+
+    Arguments: ``CONFIG``, repeatable ``--grid KEY=VALUES``, ``--seeds``, ``--scheduler``, ``--out``.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("config", help=config_help)
+    parser.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=VALUES",
+        help=f"dotted key and a TOML list of values, e.g. {grid_example} (repeatable)",
+    )
+    seeds_help = "the config's" if seeds_default is None else seeds_default
+    parser.add_argument(
+        "--seeds", default=seeds_default, help=f"seeds: 0,1,2 or 0-4 (default {seeds_help})"
+    )
+    parser.add_argument(
+        "--scheduler",
+        default="local",
+        help="local | processes | a Dask scheduler address such as tcp://host:8786",
+    )
+    parser.add_argument("--out", default=None, help="sweep folder (default runs/sweep-<name>)")
+    return parser
