@@ -6,6 +6,7 @@ __all__ = [
     "QSGDError",
     "ProblemError",
     "ConfigError",
+    "DataError",
     "UnknownBackendError",
     "BackendUnavailableError",
     "BackendError",
@@ -24,6 +25,13 @@ class ProblemError(QSGDError, ValueError):
 
 class ConfigError(QSGDError, ValueError):
     """A configuration value is unknown, of the wrong type or out of range."""
+
+
+class DataError(QSGDError, ValueError):
+    """A dataset file or array is malformed or corrupt (bad LIBSVM token, NaN/inf, hash mismatch).
+
+    The message names the file (or dataset), where in it (line, row) and what was found.
+    """
 
 
 class UnknownBackendError(ConfigError, KeyError):
