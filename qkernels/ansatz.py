@@ -9,13 +9,16 @@ Built-in ansätze (pick by name with :func:`get_ansatz`):
 * ``"angle"``: one ``RY(x_i)`` per wire, no trainable parameters.
 * ``"iqp"``: the IQP / ZZ feature map of Havlíček et al. 2019, ``reps`` repetitions of
   ``H``, ``RZ(x_i)`` and ``ZZ((π - x_i)(π - x_j))`` on neighbouring wires; no trainable parameters.
-* ``"hubregtsen"``: the layered trainable embedding of Hubregtsen et al. 2021: per layer
-  ``H``, ``RZ(x_i)``, trainable ``RY`` on each wire and a ring of trainable ``CRZ``.
+* ``"hubregtsen"``: the layered trainable embedding of Hubregtsen et al. 2021, exactly as in
+  their PennyLane demo: per layer ``H``, ``RZ(x_k)``, trainable ``RY`` on each wire and a ring of
+  trainable ``CRZ``; wire ``k`` of layer ``j`` reads feature ``(j·n_wires + k) mod n_features``.
 * ``"hardware_efficient"``: data re-uploading ``RY(x_i)``, trainable ``RZ``/``RY`` and a ring of
   ``CNOT`` per layer.
 
 Features are assigned to wires cyclically (wire ``w`` reads feature ``w % n_features``), so a 2-D
-data set can be embedded on 5 wires as in Hubregtsen et al.
+data set can be embedded on 5 wires as in Hubregtsen et al. The ``"hubregtsen"`` ansatz shifts that
+assignment by ``n_wires`` in every layer, as the published circuit does; the two agree only when
+``n_wires`` is a multiple of ``n_features``.
 
 Example:
     >>> ansatz = get_ansatz("hubregtsen", n_wires=3, n_layers=2)
@@ -83,14 +86,17 @@ def iqp_embedding(x: Any, params: Any, wires: Sequence[int], reps: int = 2) -> N
 def hubregtsen_embedding(x: Any, params: Any, wires: Sequence[int]) -> None:
     """Layered embedding of Hubregtsen et al. 2021; ``params`` has shape ``(n_layers, 2, n_wires)``.
 
-    Per layer: ``H`` and ``RZ(x_i)`` on every wire, ``RY(params[l, 0, i])``, then
-    ``CRZ(params[l, 1, k])`` along the ring.
+    Per layer ``l``: ``H`` and ``RZ(x[(l·n_wires + i) mod n_features])`` on wire ``i``, then
+    ``RY(params[l, 0, i])``, then ``CRZ(params[l, 1, k])`` along the ring. The feature index runs
+    on across layers (the demo's ``i0 = l·len(wires)``), so with 5 wires and 2 features layer 0
+    reads ``x0 x1 x0 x1 x0`` and layer 1 reads ``x1 x0 x1 x0 x1``.
     """
     pairs = _ring(list(wires))
+    n = len(wires)
     for layer in range(params.shape[0]):
         for i, w in enumerate(wires):
             qml.Hadamard(wires=w)
-            qml.RZ(_feature(x, i), wires=w)
+            qml.RZ(_feature(x, layer * n + i), wires=w)
             qml.RY(params[layer, 0, i], wires=w)
         for k, (a, b) in enumerate(pairs):
             qml.CRZ(params[layer, 1, k], wires=[a, b])
