@@ -2,8 +2,15 @@
 
 * :func:`alignment`, :func:`centered_alignment`: kernel-target alignment (see
   :mod:`qkernels.alignment`), as floats.
+* :func:`polarity`: ``Σ_ij y_i y_j K_ij`` (PennyLane's ``qml.kernels.polarity``); normalised, it is
+  the target alignment.
 * :func:`geometric_difference`: ``g(K_C || K_Q)`` of Huang et al. 2021, how much a quantum kernel
-  can beat a classical one on some labelling (``g ≈ 1``: no room for advantage).
+  can beat a classical one on some labelling (``g ≈ 1``: no room for advantage), with their
+  regularised definition for ``reg > 0``.
+* :func:`model_complexity`, :func:`generalization_bound`: Huang et al.'s ``s_K`` (the RKHS norm of
+  the trained kernel ridge model) and the resulting bound on the prediction error.
+* :func:`cumulative_power`, :func:`task_model_alignment`: how much of the target lies in the
+  kernel's leading eigenvectors (the spectral bias of Canatar et al. 2021).
 * :func:`spectrum`, :func:`effective_dimension`: eigenvalues of ``K/N`` and the participation
   ratio ``(Σλ)² / Σλ²``, which is ``N`` for the identity (no generalisation) and 1 for rank one.
 * :func:`expressibility`: KL divergence of a fidelity histogram from the Haar distribution
@@ -30,6 +37,11 @@ __all__ = [
     "centered_alignment",
     "rbf_kernel",
     "geometric_difference",
+    "polarity",
+    "model_complexity",
+    "generalization_bound",
+    "cumulative_power",
+    "task_model_alignment",
     "spectrum",
     "effective_dimension",
     "haar_fidelity_bins",
@@ -89,12 +101,31 @@ def _sqrtm_psd(K: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
 
 
-def geometric_difference(K_quantum: Any, K_classical: Any, reg: float = 0.0) -> float:
-    """Geometric difference ``g = sqrt(|| sqrt(K_Q) (K_C + reg·I)^{-1} sqrt(K_Q) ||_2)``.
+def _trace_normalised(K: np.ndarray) -> np.ndarray:
+    tr = np.trace(K)
+    if not tr > 0:
+        raise ValueError(f"a Gram matrix must have a positive trace (got {tr!r})")
+    return K * K.shape[0] / tr
 
-    Both matrices are first normalised to trace ``N`` (Huang et al. 2021, "Power of data in
-    quantum machine learning"). ``g = 1`` when they are equal; a large ``g`` means some labelling
-    is learnable with ``K_Q`` but not with ``K_C``. ``reg > 0`` regularises a singular ``K_C``.
+
+def _check_reg(reg: float) -> float:
+    if not (isinstance(reg, int | float) and np.isfinite(reg) and reg >= 0):
+        raise ValueError(f"reg must be a finite float >= 0 (got {reg!r})")
+    return float(reg)
+
+
+def geometric_difference(K_quantum: Any, K_classical: Any, reg: float = 0.0) -> float:
+    """Geometric difference ``g(K_C || K_Q)`` of Huang et al. 2021 ("Power of data in QML").
+
+    Both matrices are first normalised to trace ``N``. With ``reg = λ > 0`` this is their
+    regularised definition
+
+    ``g_λ = sqrt(|| sqrt(K_Q) sqrt(K_C) (K_C + λI)^{-2} sqrt(K_C) sqrt(K_Q) ||_2)``,
+
+    the quantity that bounds the advantage of ``K_Q`` over a ridge model with ``K_C`` trained with
+    that regulariser; at ``λ = 0`` it is ``sqrt(|| sqrt(K_Q) K_C^{-1} sqrt(K_Q) ||_2)`` (``K_C``
+    pseudo-inverted when singular). ``g = 1`` when the kernels are equal; a large ``g`` means
+    some labelling is learnable with ``K_Q`` but not with ``K_C``.
 
     Shape:
         - K_quantum, K_classical: ``(N, N)``
@@ -104,14 +135,129 @@ def geometric_difference(K_quantum: Any, K_classical: Any, reg: float = 0.0) -> 
         raise ValueError(
             f"K_quantum and K_classical must have the same shape (got {Kq.shape} and {Kc.shape})"
         )
-    if reg < 0:
-        raise ValueError(f"reg must be >= 0 (got {reg!r})")
-    n = Kq.shape[0]
-    Kq = Kq * n / np.trace(Kq)
-    Kc = Kc * n / np.trace(Kc)
+    lam = _check_reg(reg)
+    Kq, Kc = _trace_normalised(Kq), _trace_normalised(Kc)
     sq = _sqrtm_psd(Kq)
-    m = sq @ np.linalg.solve(Kc + reg * np.eye(n), sq)
+    w, v = np.linalg.eigh(Kc)
+    w = np.clip(w, 0.0, None)
+    if lam > 0:
+        mid = w / (w + lam) ** 2  # sqrt(K_C) (K_C + λI)^{-2} sqrt(K_C) in K_C's eigenbasis
+    else:
+        mid = np.where(w > w.max() * 1e-12, 1.0 / np.where(w > 0, w, 1.0), 0.0)
+    m = sq @ (v * mid) @ v.T @ sq
     return float(np.sqrt(np.linalg.norm(0.5 * (m + m.T), 2)))
+
+
+def polarity(K: Any, y: Any, rescale_classes: bool = False, normalize: bool = False) -> float:
+    """Kernel polarity ``Σ_ij y_i y_j K_ij`` of binary labels ``y`` in ``{-1, +1}``.
+
+    As ``qml.kernels.polarity``: ``rescale_classes`` divides each label by the size of its
+    class (balances unequal classes); ``normalize`` divides by ``||K||_F ||y y^T||_F``, which
+    makes it the kernel-target alignment.
+
+    Shape:
+        - K: ``(N, N)``; y: ``(N,)``
+    """
+    K = _sym(K)
+    t = _pm1_labels(y, K.shape[0])
+    if rescale_classes:
+        n_pos, n_neg = (t > 0).sum(), (t < 0).sum()
+        t = np.where(t > 0, t / n_pos, t / n_neg)
+    value = float(t @ K @ t)
+    if normalize:
+        value /= float(np.linalg.norm(K) * np.linalg.norm(np.outer(t, t)))
+    return value
+
+
+def _pm1_labels(y: Any, n: int) -> np.ndarray:
+    t = np.asarray(y, dtype=np.float64).ravel()
+    if t.shape != (n,):
+        raise ValueError(f"y must have shape ({n},) to match K (got shape {t.shape})")
+    if not np.isin(t, (-1.0, 1.0)).all():
+        raise ValueError(f"y must hold labels in {{-1, +1}} (got values {np.unique(t)[:5]})")
+    return t
+
+
+def _targets(y: Any, n: int) -> np.ndarray:
+    t = np.asarray(y, dtype=np.float64).ravel()
+    if t.shape != (n,) or not np.isfinite(t).all():
+        raise ValueError(f"y must be {n} finite targets to match K (got shape {t.shape})")
+    return t
+
+
+def model_complexity(K: Any, y: Any, reg: float = 0.0) -> float:
+    """Model complexity ``s_K`` of Huang et al. 2021: the RKHS norm of the kernel ridge model.
+
+    With ``K`` normalised to trace ``N`` and ``λ = reg``,
+    ``s_{K,λ} = || sqrt(K) (K + λI)^{-1} y ||²``; at ``λ = 0`` it is ``y^T K^{-1} y``
+    (pseudo-inverse when ``K`` is singular). Small ``s_K`` relative to ``N`` means the labels are
+    easy to learn with this kernel: the prediction error is ``O(sqrt(s_K / N))``.
+
+    Shape:
+        - K: ``(N, N)``; y: ``(N,)`` labels or regression targets
+    """
+    K = _trace_normalised(_sym(K))
+    t = _targets(y, K.shape[0])
+    lam = _check_reg(reg)
+    w, v = np.linalg.eigh(K)
+    w = np.clip(w, 0.0, None)
+    c = v.T @ t
+    if lam > 0:
+        return float((w / (w + lam) ** 2 * c**2).sum())
+    keep = w > w.max() * 1e-12
+    return float((c[keep] ** 2 / w[keep]).sum())
+
+
+def generalization_bound(K: Any, y: Any, reg: float = 0.0) -> float:
+    """Huang et al. 2021's bound on the prediction error of kernel ridge regression.
+
+    ``sqrt(λ² ||(K + λI)^{-1} y||² / N) + sqrt(s_{K,λ} / N)``: the root of the training
+    mean-squared error of the ridge model plus the complexity term (``K`` normalised to trace
+    ``N``). Their theorem states it up to constant factors; here the constants are 1, so compare
+    values between kernels on the same data rather than read them as error rates.
+
+    Shape:
+        - K: ``(N, N)``; y: ``(N,)``
+    """
+    Kn = _trace_normalised(_sym(K))
+    t = _targets(y, Kn.shape[0])
+    lam = _check_reg(reg)
+    n = Kn.shape[0]
+    train = 0.0
+    if lam > 0:
+        w, v = np.linalg.eigh(Kn)
+        c = v.T @ t
+        train = float(lam**2 * (c**2 / (np.clip(w, 0.0, None) + lam) ** 2).sum() / n)
+    return float(np.sqrt(train) + np.sqrt(model_complexity(Kn, t, lam) / n))
+
+
+def cumulative_power(K: Any, y: Any) -> np.ndarray:
+    """Cumulative power ``C(k) = Σ_{i<=k} (v_i^T y)² / ||y||²`` of the target in ``K``'s eigenbasis.
+
+    Eigenvectors ``v_i`` are sorted by decreasing eigenvalue. A kernel whose leading eigenvectors
+    carry the target (``C`` rising fast) has a spectral bias that suits the task (Canatar et al.
+    2021, "Spectral bias and task-model alignment"). ``C(N) = 1``.
+
+    Shape:
+        - K: ``(N, N)``; y: ``(N,)``; output ``(N,)``
+    """
+    K = _sym(K)
+    t = _targets(y, K.shape[0])
+    norm = float(t @ t)
+    if norm == 0:
+        raise ValueError("y must not be all zeros")
+    w, v = np.linalg.eigh(K)
+    order = np.argsort(w)[::-1]
+    return np.cumsum((v[:, order].T @ t) ** 2) / norm
+
+
+def task_model_alignment(K: Any, y: Any) -> float:
+    """Area under :func:`cumulative_power`, ``mean_k C(k)``, in ``(0, 1]``.
+
+    1 when the whole target lies in the leading eigenvector; about 1/2 when the target's power
+    is spread evenly over the spectrum.
+    """
+    return float(cumulative_power(K, y).mean())
 
 
 def spectrum(K: Any) -> np.ndarray:
