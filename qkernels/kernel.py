@@ -84,13 +84,14 @@ def plan_tiles(n_a: int, n_b: int, dim: int, memory_budget: int, symmetric: bool
 
     Memory model (bytes): states of ``x_b`` kept whole (``N_b·2**n·16``; shared with ``x_a`` when
     symmetric), the output (``N_a·N_b·8``), and per tile of ``t`` rows its states and complex
-    overlaps (``t·(2**n + N_b)·16``). Autograd graphs need roughly twice as much again.
+    overlaps plus their moduli (``t·(2**n + 1.5·N_b)·16``, counted as ``2·N_b``). Autograd graphs need roughly
+    twice as much again; :meth:`EmbeddingKernel.gram` without gradients stays within the model.
 
     Raises:
         ProblemTooLargeError: not even one row fits; the message says how to tile by hand.
     """
     fixed = n_b * dim * _C + n_a * n_b * _R
-    per_row = (0 if symmetric else dim * _C) + n_b * _C
+    per_row = (0 if symmetric else dim * _C) + 2 * n_b * _C
     free = memory_budget - fixed
     if free < per_row:
         # largest square block s with 2 states stacks, s*s output and overlaps
@@ -256,6 +257,12 @@ class EmbeddingKernel(torch.nn.Module):
     def gram(self, x_a: Any, x_b: Any = None) -> torch.Tensor:
         """Exact fidelity Gram matrix, tiled to stay within ``memory_budget_bytes``.
 
+        When no gradient is needed (inside ``torch.no_grad()``, or when neither the parameters
+        nor the bandwidth are trainable) the matrix is filled tile by tile into one preallocated
+        output with no autograd graph, so memory is the output plus one tile of overlaps and
+        grows with the tile, not with ``N²`` complex intermediates; a symmetric Gram then
+        computes only its upper block triangle and mirrors it.
+
         Args:
             x_a: rows of the Gram matrix (e.g. test points).
             x_b: columns (e.g. training points); ``None`` for the symmetric ``K(x_a, x_a)``,
@@ -271,6 +278,10 @@ class EmbeddingKernel(torch.nn.Module):
         xb = xa if x_b is None else as_input(x_b, self.ansatz, "x_b")
         dim = 2**self.n_wires
         rows = plan_tiles(xa.shape[0], xb.shape[0], dim, self.memory_budget_bytes, x_b is None)
+        needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+        if not needs_grad:
+            with torch.no_grad():
+                return self._gram_no_grad(xa, None if x_b is None else xb, rows)
         sb = self.states(xb)
         tiles = []
         for start in range(0, xa.shape[0], rows):
@@ -281,6 +292,26 @@ class EmbeddingKernel(torch.nn.Module):
             k = 0.5 * (k + k.T)
             k = k - torch.diag(torch.diagonal(k)) + torch.eye(k.shape[0], dtype=k.dtype)
         return k
+
+    def _gram_no_grad(self, xa: torch.Tensor, xb: torch.Tensor | None, rows: int) -> torch.Tensor:
+        """The Gram matrix without autograd, written tile by tile into one output tensor."""
+        sb = self.states(xa if xb is None else xb)
+        out = torch.empty((xa.shape[0], sb.shape[0]), dtype=torch.float64)
+        for start in range(0, xa.shape[0], rows):
+            stop = min(start + rows, xa.shape[0])
+            if xb is None:  # upper block triangle only, mirrored below
+                overlap = sb[start:stop] @ sb[start:].conj().T
+                out[start:stop, start:] = overlap.abs().square_()
+                block = out[start:stop, start:stop]  # symmetric up to rounding: make it exact
+                block.copy_(torch.triu(block) + torch.triu(block, 1).T)
+                out[stop:, start:stop] = out[start:stop, stop:].T
+            else:
+                overlap = self.states(xa[start:stop]) @ sb.conj().T
+                out[start:stop] = overlap.abs().square_()
+            del overlap
+        if xb is None:
+            out.diagonal().fill_(1.0)
+        return out
 
     forward = gram
 
