@@ -1,10 +1,17 @@
 """Offline datasets for the binary-network experiments.
 
 Every loader returns either a :class:`TabularDataset` (train/val/test tensors) or a
-:class:`GraphDataset` (one graph with node masks). Nothing is downloaded: the a1a and
-Planetoid files are read from a data folder (``../shared/data`` beside the repository by
-default, or ``$QSGD_DATA_ROOT``, or an explicit ``root``), and breast-cancer, digits and the
-Karate club come from scikit-learn and networkx.
+:class:`GraphDataset` (one graph with node masks). Nothing is downloaded. The a1a and Planetoid
+files ship inside the package (``bnn/datasets/``, provenance and licences in its
+``PROVENANCE.md``) and are read with :mod:`importlib.resources`; their sha256 is checked on
+every load. An explicit ``root`` (``data.root`` in a run config) or ``$QSGD_DATA_ROOT`` points
+the loaders at your own copies instead, read as they are. Breast-cancer, digits and the Karate
+club come from scikit-learn and networkx.
+
+Bad data is refused when it is loaded, whatever trains on it afterwards: a malformed LIBSVM
+line, a NaN or infinite value in a file or an array, an inconsistent ``.npz`` raise
+:class:`qsgd.errors.DataError` naming the file (or dataset), the line or row and the token or
+value.
 
 Spin inputs. Binary networks expect inputs in ``{-1, +1}``. With ``spins=True``:
 
@@ -23,10 +30,18 @@ Example:
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
 import json
 import os
+import re
+import warnings
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from numbers import Real
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +49,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from qsgd.errors import ConfigError
+from qsgd.errors import ConfigError, DataError
 
 __all__ = [
     "A1A_NUM_FEATURES",
@@ -42,7 +57,10 @@ __all__ = [
     "A1A_REFERENCE_SEL3_COLUMNS",
     "TabularDataset",
     "GraphDataset",
+    "SHIPPED_DATASETS",
     "default_data_root",
+    "read_dataset_file",
+    "parse_libsvm",
     "load_libsvm",
     "load_a1a",
     "load_planetoid",
@@ -69,22 +87,136 @@ A1A_REFERENCE_SEL3_COLUMNS: tuple[int, ...] = (6, 22, 36)
 #: inputs of the paper's 2-layer a1a experiment.
 A1A_PAPER_FEATURES: tuple[int, ...] = tuple(c - 1 for c in A1A_REFERENCE_SEL3_COLUMNS)
 
+#: The dataset files shipped as package data in ``bnn/datasets/``: the file name the loaders
+#: ask for -> (file in the package, sha256 of its *uncompressed* bytes). ``.gz`` files are
+#: decompressed in memory; the hash is checked on every load. Origins, licences, citations:
+#: ``bnn/datasets/PROVENANCE.md``.
+SHIPPED_DATASETS: dict[str, tuple[str, str]] = {
+    "a1a": ("a1a.gz", "eb54c45f1bdb51286f803dd092eb8202b44637a858fc6c4e533a2d64a0d94b4e"),
+    "a1a.t": ("a1a.t.gz", "0212d0c4a3996fe6fb6a0ab54033d9f4fa4b60369b6e3bb141821d9ffc40c04d"),
+    "cora.npz": ("cora.npz", "6414685312ed18c1fabc9b08acd28d1e52a88190916f53a24ed6a4a11908bf70"),
+    "citeseer.npz": (
+        "citeseer.npz",
+        "111877eb93866f465d0ebc5ef2ddbcc7414cee22605fe0b215b15da49ce2968e",
+    ),
+}
+
+_PACKAGE_DATA_DIR = "datasets"
+
 _DATA_HINT = (
-    "a1a/a1a.t are LIBSVM binary datasets and cora.npz/citeseer.npz Planetoid graphs, expected "
-    "e.g. in ../shared/data/ beside the repository (see its MANIFEST.md); pass root=... or set "
-    "QSGD_DATA_ROOT"
+    "a1a/a1a.t (LIBSVM) and cora.npz/citeseer.npz (Planetoid) ship inside the package "
+    "(bnn/datasets/); this folder was chosen with root=... (data.root in a run config) or "
+    "$QSGD_DATA_ROOT: put your copy there, or unset both to use the shipped files"
 )
 
 
-def default_data_root() -> Path:
+def default_data_root() -> Path | None:
     """Folder the file-based loaders read when no ``root`` is given.
 
-    ``$QSGD_DATA_ROOT`` if set, else ``<repository>/../shared/data``.
+    ``$QSGD_DATA_ROOT`` if set and not empty; else ``None``, meaning the copies shipped in the
+    package (``bnn/datasets/``).
     """
     env = os.environ.get("QSGD_DATA_ROOT")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    return Path(env) if env else None
+
+
+def read_dataset_file(
+    filename: str, root: str | os.PathLike[str] | None = None
+) -> tuple[str, bytes]:
+    """The uncompressed bytes of one dataset file, from ``root``, ``$QSGD_DATA_ROOT`` or the package.
+
+    Args:
+        filename: ``"a1a"``, ``"a1a.t"``, ``"cora.npz"`` or ``"citeseer.npz"`` (the keys of
+            :data:`SHIPPED_DATASETS`); under a ``root`` any file name.
+        root: Folder holding your own copy, read as it is (no hash check; the loaders still
+            validate the contents). ``None``: ``$QSGD_DATA_ROOT`` if set, else the copy shipped
+            in ``bnn/datasets/``, decompressed and checked against its sha256.
+
+    Returns:
+        ``(source, data)``: where the bytes were read (a path, for messages) and the bytes.
+
+    Raises:
+        FileNotFoundError: the file is not in the folder (the message names the path), or the
+            installed package lacks its shipped copy.
+        DataError: a shipped copy is not valid gzip or its sha256 differs (the message names
+            the file, the expected and the computed hash).
+        ConfigError: no folder is chosen and ``filename`` is not a shipped file.
+
+    Example:
+        >>> source, data = read_dataset_file("a1a")
+        >>> data.split(b"\\n", 1)[0][:8]
+        b'-1 3:1 1'
+    """
+    base = Path(root) if root is not None else default_data_root()
+    if base is not None:
+        path = base / filename
+        if not path.is_file():
+            raise FileNotFoundError(f"dataset file not found: '{path}'. {_DATA_HINT}")
+        return str(path), path.read_bytes()
+    if filename not in SHIPPED_DATASETS:
+        raise ConfigError(
+            f"filename must be one of the shipped dataset files {sorted(SHIPPED_DATASETS)} "
+            f"when no root is given (got {filename!r})"
+        )
+    packaged, expected = SHIPPED_DATASETS[filename]
+    res = resources.files("bnn").joinpath(_PACKAGE_DATA_DIR, packaged)
+    source = str(res)
+    try:
+        raw = res.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        raise FileNotFoundError(
+            f"shipped dataset file missing: '{source}' is not in the installed package; "
+            f"reinstall qsgd, or point data.root / $QSGD_DATA_ROOT at a folder holding {filename}"
+        ) from None
+    if packaged.endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataError(
+                f"shipped dataset file '{source}' must be gzip data ({exc}); reinstall qsgd"
+            ) from None
+    got = hashlib.sha256(raw).hexdigest()
+    if got != expected:
+        raise DataError(
+            f"shipped dataset file '{source}' is corrupt: the sha256 of its uncompressed bytes "
+            f"must be {expected} (got {got}); reinstall qsgd, or point data.root / "
+            "$QSGD_DATA_ROOT at a good copy"
+        )
+    return source, raw
+
+
+def _first_nonfinite(x: np.ndarray | torch.Tensor) -> tuple[int, float] | None:
+    """``(row, value)`` of the first NaN/inf of a dense or sparse 1-D/2-D array, else ``None``.
+
+    Vectorised: one ``isfinite`` pass; the row is only looked up when something is wrong.
+    """
+    if isinstance(x, torch.Tensor):
+        if x.is_sparse:
+            vals = x._values()
+            bad = ~torch.isfinite(vals)
+            if not bool(bad.any()):
+                return None
+            k = int(torch.nonzero(bad)[0, 0])
+            return int(x._indices()[0, k]), float(vals[k])
+        if not (x.is_floating_point() or x.is_complex()):
+            return None
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.inexact):
+        return None
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return None
+    where = np.argwhere(bad)[0]
+    return int(where[0]), float(x[tuple(where)])
+
+
+def _check_finite(what: str, x: np.ndarray | torch.Tensor) -> None:
+    """Raise :class:`DataError` naming ``what`` and the row if ``x`` holds a NaN or an inf."""
+    hit = _first_nonfinite(x)
+    if hit is not None:
+        row, value = hit
+        raise DataError(f"{what} row {row} must hold finite numbers, not NaN or inf (got {value})")
 
 
 def majority_rate(y: torch.Tensor | np.ndarray | Sequence[int]) -> float:
@@ -153,6 +285,8 @@ class TabularDataset:
                 )
         if self.x_train.shape[0] == 0:
             raise ValueError("x_train must have at least one row (got 0)")
+        for split in ("train", "val", "test"):
+            _check_finite(f"dataset {self.name!r}: x_{split}", getattr(self, f"x_{split}"))
 
     @property
     def majority_rate(self) -> float:
@@ -209,6 +343,7 @@ class GraphDataset:
                 f"y must have shape ({n},) to match x of shape {tuple(self.x.shape)} "
                 f"(got shape {tuple(self.y.shape)})"
             )
+        _check_finite(f"dataset {self.name!r}: x (node features)", self.x)
         if self.label_valid is None:
             self.label_valid = torch.ones(n, dtype=torch.bool)
         for mname in ("train_mask", "val_mask", "test_mask", "label_valid"):
@@ -353,6 +488,7 @@ def split_tabular(
         )
     if not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"y must hold integer class labels (got dtype {y.dtype})")
+    _check_finite(f"dataset {name!r}: x", x)
     seed = _check_seed(seed)
     test_fraction = _check_fraction("test_fraction", test_fraction, allow_zero=False)
     val_fraction = _check_fraction("val_fraction", val_fraction, allow_zero=True)
@@ -392,61 +528,179 @@ def split_tabular(
 # --------------------------------------------------------------------------- a1a
 
 
+#: A colon followed by a second colon in the same token, by whitespace or by the end.
+_COLON_BEFORE_SPACE = re.compile(r":(?:[^\s:]*:|\s|$)")
+#: A colon right after whitespace (an empty index).
+_SPACE_BEFORE_COLON = re.compile(r"\s:")
+
+
+def _parse_numbers(text: str) -> np.ndarray | None:
+    """Whitespace-separated numbers of ``text`` as float64 in one C pass, or ``None`` if any is not one."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        try:
+            return np.fromstring(text, dtype=np.float64, sep=" ")
+        except (ValueError, DeprecationWarning):
+            return None
+
+
+def _number(token: str) -> float | None:
+    out = _parse_numbers(token) if token and not token.isspace() else None
+    return float(out[0]) if out is not None and out.size == 1 else None
+
+
+def _libsvm_first_error(
+    source: str, numbered: Sequence[tuple[int, str]], n_features: int
+) -> DataError | None:
+    """The error of the first bad line, token by token (only run once a file is known bad)."""
+
+    def bad(lineno: int, what: str, token: str) -> DataError:
+        return DataError(f"LIBSVM file '{source}', line {lineno}: {what} (got token {token!r})")
+
+    for lineno, line in numbered:
+        label, *tokens = line.split()
+        if ":" in label:
+            return bad(
+                lineno, "the class label is missing: a line must start with one such as +1", label
+            )
+        lab = _number(label)
+        if lab is None or not np.isfinite(lab) or lab != round(lab):
+            return bad(lineno, "the class label must be an integer such as +1 or -1", label)
+        for tok in tokens:
+            idx_txt, colon, val_txt = tok.partition(":")
+            if not colon or not idx_txt or not val_txt or ":" in val_txt:
+                return bad(lineno, "a feature must be written 'index:value'", tok)
+            idx = _number(idx_txt)
+            if (
+                idx is None
+                or not np.isfinite(idx)
+                or idx != round(idx)
+                or not 1 <= idx <= n_features
+            ):
+                return bad(
+                    lineno,
+                    f"the feature index must be an integer in [1, n_features={n_features}]",
+                    tok,
+                )
+            val = _number(val_txt)
+            if val is None or not np.isfinite(val):
+                return bad(lineno, "the feature value must be a finite number, not NaN or inf", tok)
+    return None
+
+
+def parse_libsvm(
+    data: bytes | str, n_features: int = 123, *, source: str = "<string>"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Parse LIBSVM text (``<label> <idx>:<val> ...``, 1-based indices) into dense arrays.
+
+    Column ``j`` of the result (0-based) holds LIBSVM feature ``j + 1``. Blank lines are
+    skipped. Parsing is vectorised (all labels and all ``idx:val`` numbers are converted in one
+    numpy call each, the structure is checked with string counts); only a file found bad is
+    walked line by line, to name the first offending line and token.
+
+    Args:
+        data: The file's bytes (UTF-8) or text.
+        n_features: Number of columns; an index outside ``1..n_features`` is an error.
+        source: Name of the file in error messages.
+
+    Returns:
+        ``(x, y)``: ``float32`` features and ``int64`` labels as written (``-1``/``+1`` for a1a).
+
+    Raises:
+        DataError: no samples, not UTF-8, a missing or non-integer label, a token that is not
+            ``index:value``, an index out of range, a non-numeric or NaN/inf value. The message
+            names ``source``, the line number and the token.
+        ValueError: ``n_features`` is not a positive int.
+
+    Shape:
+        x: ``(n, n_features)``; y: ``(n,)``.
+
+    Example:
+        >>> x, y = parse_libsvm("+1 1:1 3:0.5\\n-1 2:1\\n", n_features=3)
+        >>> x.tolist(), y.tolist()
+        ([[1.0, 0.0, 0.5], [0.0, 1.0, 0.0]], [1, -1])
+    """
+    if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
+        raise ValueError(f"n_features must be a positive int (got {n_features!r})")
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"LIBSVM file '{source}' must be UTF-8 text (got byte {data[exc.start]:#04x} "
+                f"at offset {exc.start})"
+            ) from None
+    else:
+        text = data
+    numbered = [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+    if not numbered:
+        raise DataError(f"LIBSVM file '{source}' holds no samples (got only blank lines)")
+    parts = [ln.split(None, 1) for _, ln in numbered]
+    labels_txt = " ".join(pt[0] for pt in parts)
+    tails = [pt[1] if len(pt) > 1 else "" for pt in parts]
+    joined = " ".join(tails)
+    counts = np.fromiter((t.count(":") for t in tails), dtype=np.int64, count=len(tails))
+    # no label holds a colon and every colon joins two non-empty parts of one token; then the
+    # number count below is twice the colon count only if every token is exactly 'a:b'
+    ok = (
+        ":" not in labels_txt
+        and not joined.startswith(":")
+        and _COLON_BEFORE_SPACE.search(joined) is None
+        and _SPACE_BEFORE_COLON.search(joined) is None
+    )
+    labels = _parse_numbers(labels_txt) if ok else None
+    flat = _parse_numbers(joined.replace(":", " ")) if labels is not None else None
+    ok = flat is not None and labels.size == len(parts) and flat.size == 2 * int(counts.sum())
+    if ok:
+        idx, vals = flat[0::2], flat[1::2]
+        ok = bool(
+            np.isfinite(labels).all()
+            and (labels == np.round(labels)).all()
+            and np.isfinite(vals).all()
+            and (idx.size == 0 or (idx.min() >= 1 and idx.max() <= n_features))
+            and (idx == np.round(idx)).all()
+        )
+    if not ok:
+        raise _libsvm_first_error(source, numbered, n_features) or DataError(
+            f"LIBSVM file '{source}' is malformed: expected lines '<label> <index>:<value> ...'"
+        )
+    x = np.zeros((len(parts), n_features), dtype=np.float32)
+    rows = np.repeat(np.arange(len(parts)), counts)
+    x[rows, idx.astype(np.int64) - 1] = vals
+    return x, labels.astype(np.int64)
+
+
 def load_libsvm(
     path: str | os.PathLike[str], n_features: int = 123
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Read a LIBSVM text file (``<label> <idx>:<val> ...``, 1-based indices) into dense arrays.
+    """Read a LIBSVM text file (plain, or gzip if its name ends in ``.gz``) into dense arrays.
 
-    Column ``j`` of the result (0-based) holds LIBSVM feature ``j + 1``. Parsing is
-    vectorised: all ``idx:val`` tokens of the file are converted in one numpy call.
+    See :func:`parse_libsvm` for the format, the checks and the result. To read the a1a files
+    shipped with the package, use :func:`read_dataset_file` (or :func:`load_a1a`).
 
     Args:
-        path: The file, e.g. ``../shared/data/a1a``.
+        path: The file, e.g. ``my_data/a1a``.
         n_features: Number of columns; an index above it is an error.
 
-    Returns:
-        ``(x, y)``: ``float32`` features and ``int64`` labels as written in the file
-        (``-1``/``+1`` for a1a).
-
     Raises:
-        FileNotFoundError: ``path`` does not exist (the message says where a1a is expected).
-        ValueError: malformed lines, non-integer labels or indices out of ``1..n_features``.
+        FileNotFoundError: ``path`` does not exist (the message names it).
+        DataError: the file is malformed or holds NaN/inf (file, line and token named).
 
     Shape:
         x: ``(n, n_features)``; y: ``(n,)``.
     """
-    if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
-        raise ValueError(f"n_features must be a positive int (got {n_features!r})")
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"LIBSVM file not found: '{p}'. {_DATA_HINT}")
-    lines = [ln for ln in p.read_text().splitlines() if ln.strip()]
-    if not lines:
-        raise ValueError(f"LIBSVM file '{p}' holds no samples")
-    parts = [ln.split(None, 1) for ln in lines]
-    tails = [pt[1] if len(pt) > 1 else "" for pt in parts]
-    try:
-        labels = np.array([pt[0] for pt in parts], dtype=np.float64)
-        counts = np.array([t.count(":") for t in tails], dtype=np.int64)
-        flat = np.array(" ".join(tails).replace(":", " ").split(), dtype=np.float64)
-    except ValueError as exc:
-        raise ValueError(f"LIBSVM file '{p}' is malformed: {exc}") from exc
-    if flat.size != 2 * counts.sum():
-        raise ValueError(
-            f"LIBSVM file '{p}' is malformed: expected 'index:value' tokens after each label"
-        )
-    if not np.all(labels == np.round(labels)):
-        raise ValueError(f"LIBSVM file '{p}' must hold integer class labels")
-    idx, vals = flat[0::2], flat[1::2]
-    if idx.size and (not np.all(idx == np.round(idx)) or idx.min() < 1 or idx.max() > n_features):
-        raise ValueError(
-            f"LIBSVM file '{p}' has feature indices in [{idx.min():g}, {idx.max():g}]; "
-            f"expected integers in [1, n_features={n_features}]"
-        )
-    x = np.zeros((len(lines), n_features), dtype=np.float32)
-    rows = np.repeat(np.arange(len(lines)), counts)
-    x[rows, idx.astype(np.int64) - 1] = vals
-    return x, labels.astype(np.int64)
+        raise FileNotFoundError(f"LIBSVM file not found: '{p}'")
+    data = p.read_bytes()
+    if p.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataError(
+                f"LIBSVM file '{p}' must be gzip data, as its name says ({exc})"
+            ) from None
+    return parse_libsvm(data, n_features, source=str(p))
 
 
 def _feature_columns(features: str | Sequence[int], n: int) -> np.ndarray:
@@ -487,24 +741,28 @@ def load_a1a(
     (6, 22, 36 in its 1-based convention) are :data:`A1A_PAPER_FEATURES` = ``(5, 21, 35)``.
 
     Args:
-        root: Folder holding ``a1a`` and ``a1a.t`` (default :func:`default_data_root`).
+        root: Folder holding your own ``a1a`` and ``a1a.t`` (read as they are). ``None``:
+            ``$QSGD_DATA_ROOT`` if set, else the copies shipped in the package (sha256-checked).
         features: ``"all"`` (123 columns) or a list of column indices.
         val_fraction: Fraction of ``a1a`` held out for validation, in ``[0, 1)``.
         seed: Seed of the validation split.
         spins: Map the binary features to ``±1`` with ``2 x - 1``; else keep ``{0, 1}``.
 
     Raises:
-        FileNotFoundError: a file is missing (the message names the path).
+        FileNotFoundError: a file is missing from ``root`` (the message names the path).
+        DataError: a malformed line or a NaN/inf value (file, line and token named), or a
+            shipped copy whose sha256 does not match.
 
     Shape:
         x_*: ``(n, len(features))``; y_*: ``(n,)``.
     """
-    base = Path(root) if root is not None else default_data_root()
     seed = _check_seed(seed)
     val_fraction = _check_fraction("val_fraction", val_fraction, allow_zero=True)
     cols = _feature_columns(features, A1A_NUM_FEATURES)
-    x_tr, y_tr = load_libsvm(base / "a1a", A1A_NUM_FEATURES)
-    x_te, y_te = load_libsvm(base / "a1a.t", A1A_NUM_FEATURES)
+    src_tr, data_tr = read_dataset_file("a1a", root)
+    x_tr, y_tr = parse_libsvm(data_tr, A1A_NUM_FEATURES, source=src_tr)
+    src_te, data_te = read_dataset_file("a1a.t", root)
+    x_te, y_te = parse_libsvm(data_te, A1A_NUM_FEATURES, source=src_te)
     y_tr, y_te = (y_tr > 0).astype(np.int64), (y_te > 0).astype(np.int64)
     x_tr, x_te = x_tr[:, cols], x_te[:, cols]
     if spins:
@@ -522,7 +780,7 @@ def load_a1a(
         num_features=int(cols.size),
         num_classes=2,
         info={
-            "root": str(base),
+            "files": [src_tr, src_te],
             "features": cols.tolist(),
             "val_fraction": val_fraction,
             "seed": seed,
@@ -535,6 +793,94 @@ def load_a1a(
 
 _PLANETOID = ("cora", "citeseer")
 
+_PLANETOID_KEYS = (
+    "x_indptr",
+    "x_indices",
+    "x_data",
+    "x_shape",
+    "labels",
+    "label_valid",
+    "edge_index",
+    "train_mask",
+    "val_mask",
+    "test_mask",
+)
+
+
+def _read_planetoid_npz(source: str, data: bytes) -> dict[str, Any]:
+    """Arrays of a Planetoid ``.npz`` (schema in ``bnn/datasets/PROVENANCE.md``), validated.
+
+    Raises:
+        DataError: not an ``.npz``, a missing or unreadable array, an inconsistent CSR matrix,
+            NaN/inf features (the node is named), non-integer labels or edges.
+    """
+
+    def bad(what: str) -> DataError:
+        return DataError(f"Planetoid file '{source}': {what}")
+
+    try:
+        z = np.load(io.BytesIO(data), allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise bad(f"must be a numpy .npz archive ({exc})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise bad(f"must be a numpy .npz archive (got a single {type(z).__name__})")
+    with z:
+        missing = [k for k in _PLANETOID_KEYS if k not in z.files]
+        if missing:
+            raise bad(f"must hold the arrays {list(_PLANETOID_KEYS)} (missing {missing})")
+        try:
+            out = {k: z[k] for k in _PLANETOID_KEYS}
+            meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise bad(f"has an unreadable array ({type(exc).__name__}: {exc})") from None
+    for key in ("x_indptr", "x_indices", "x_shape", "labels", "edge_index"):
+        if not np.issubdtype(out[key].dtype, np.integer):
+            raise bad(f"{key} must hold integers (got dtype {out[key].dtype})")
+    shape = out["x_shape"]
+    if shape.shape != (2,) or shape.min() < 0:
+        raise bad(f"x_shape must be (num_nodes, num_features) (got {shape.tolist()})")
+    n, d = (int(v) for v in shape)
+    indptr = out["x_indptr"].astype(np.int64)
+    cols = out["x_indices"].astype(np.int64)
+    raw = out["x_data"]
+    if (
+        indptr.shape != (n + 1,)
+        or indptr[0] != 0
+        or (np.diff(indptr) < 0).any()
+        or raw.ndim != 1
+        or cols.shape != raw.shape
+        or indptr[-1] != cols.size
+    ):
+        raise bad(
+            f"x_indptr/x_indices/x_data must form a CSR matrix of shape ({n}, {d}) "
+            f"(got shapes {indptr.shape}, {cols.shape}, {raw.shape})"
+        )
+    if cols.size and (cols.min() < 0 or cols.max() >= d):
+        raise bad(f"x_indices must lie in [0, {d}) (got [{cols.min()}, {cols.max()}])")
+    try:
+        vals = raw.astype(np.float32)
+    except (TypeError, ValueError):
+        raise bad(f"x_data must hold numbers (got dtype {raw.dtype})") from None
+    nonfinite = ~np.isfinite(vals)
+    if nonfinite.any():
+        k = int(np.argmax(nonfinite))
+        node = int(np.searchsorted(indptr, k, side="right") - 1)
+        raise bad(
+            f"the features of node (row) {node} must be finite numbers, not NaN or inf "
+            f"(got {raw[k]!r} at column {cols[k]})"
+        )
+    out.update(
+        n=n,
+        d=d,
+        indptr=indptr,
+        cols=cols,
+        vals=vals,
+        meta=meta,
+        labels=out["labels"].astype(np.int64),
+        edge_index=out["edge_index"].astype(np.int64),
+    )
+    return out
+
 
 def load_planetoid(
     name_or_path: str | os.PathLike[str],
@@ -543,12 +889,13 @@ def load_planetoid(
     sparse: bool = False,
     spins: bool = False,
 ) -> GraphDataset:
-    """Cora or CiteSeer with the Planetoid public split, from the ``.npz`` files of MANIFEST.md.
+    """Cora or CiteSeer with the Planetoid public split, from the ``.npz`` files shipped in the package.
 
     Args:
-        name_or_path: ``"cora"``, ``"citeseer"`` (read ``root/<name>.npz``) or a path to an
-            ``.npz`` with the same schema.
-        root: Data folder for a name (default :func:`default_data_root`).
+        name_or_path: ``"cora"``, ``"citeseer"`` or a path to an ``.npz`` with the same schema
+            (``bnn/datasets/PROVENANCE.md``).
+        root: Folder holding your own ``<name>.npz`` (read as it is). ``None``:
+            ``$QSGD_DATA_ROOT`` if set, else the copy shipped in the package (sha256-checked).
         sparse: Return ``x`` as a ``torch.sparse_coo`` tensor (binary bag-of-words).
         spins: Map the binary features to ``±1`` (``2 x - 1``, dense only).
 
@@ -556,6 +903,8 @@ def load_planetoid(
         FileNotFoundError: the file is missing (the message names the path).
         ConfigError: an unknown name, ``"pubmed"`` (not available offline) or ``sparse`` with
             ``spins``.
+        DataError: a malformed file or NaN/inf features (the file and the node are named), or
+            a shipped copy whose sha256 does not match.
 
     Shape:
         x: ``(N, D)``; y and masks: ``(N,)``; edge_index: ``(2, E)``.
@@ -567,29 +916,20 @@ def load_planetoid(
         raise ConfigError("sparse=True and spins=True cannot be combined (±1 features are dense)")
     if text.lower() in _PLANETOID:
         name = text.lower()
-        path = (Path(root) if root is not None else default_data_root()) / f"{name}.npz"
+        source, data = read_dataset_file(f"{name}.npz", root)
     elif text.endswith(".npz"):
         path = Path(text)
         name = path.stem
+        if not path.is_file():
+            raise FileNotFoundError(f"Planetoid file not found: '{path}'")
+        source, data = str(path), path.read_bytes()
     else:
         raise ConfigError(
             f"name_or_path must be one of {list(_PLANETOID)} or a path to an .npz (got {text!r})"
         )
-    if not path.is_file():
-        raise FileNotFoundError(f"Planetoid file not found: '{path}'. {_DATA_HINT}")
-    with np.load(path, allow_pickle=False) as z:
-        n, d = (int(v) for v in z["x_shape"])
-        indptr = z["x_indptr"].astype(np.int64)
-        cols = z["x_indices"].astype(np.int64)
-        vals = z["x_data"].astype(np.float32)
-        labels = z["labels"].astype(np.int64)
-        label_valid = z["label_valid"].astype(bool)
-        edge_index = z["edge_index"].astype(np.int64)
-        masks = [z[k].astype(bool) for k in ("train_mask", "val_mask", "test_mask")]
-        meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
-    if indptr.shape != (n + 1,) or cols.shape != vals.shape or indptr[-1] != cols.size:
-        raise ValueError(f"Planetoid file '{path}' has an inconsistent CSR feature matrix")
-    rows = np.repeat(np.arange(n), np.diff(indptr))
+    a = _read_planetoid_npz(source, data)
+    n, d, cols, vals = a["n"], a["d"], a["cols"], a["vals"]
+    rows = np.repeat(np.arange(n), np.diff(a["indptr"]))
     if sparse:
         x = torch.sparse_coo_tensor(
             torch.as_tensor(np.stack([rows, cols])),
@@ -601,18 +941,24 @@ def load_planetoid(
         dense = np.zeros((n, d), dtype=np.float32)
         dense[rows, cols] = vals
         x = torch.as_tensor(_to_spins_binary(dense) if spins else dense)
-    return GraphDataset(
-        name=name,
-        x=x,
-        y=torch.as_tensor(labels),
-        edge_index=torch.as_tensor(edge_index),
-        train_mask=torch.as_tensor(masks[0]),
-        val_mask=torch.as_tensor(masks[1]),
-        test_mask=torch.as_tensor(masks[2]),
-        num_classes=int(labels.max()) + 1,
-        label_valid=torch.as_tensor(label_valid),
-        info={"path": str(path), "spins": bool(spins), "sparse": bool(sparse), "meta": meta},
-    )
+    labels = a["labels"]
+    try:
+        return GraphDataset(
+            name=name,
+            x=x,
+            y=torch.as_tensor(labels),
+            edge_index=torch.as_tensor(a["edge_index"]),
+            train_mask=torch.as_tensor(a["train_mask"]),
+            val_mask=torch.as_tensor(a["val_mask"]),
+            test_mask=torch.as_tensor(a["test_mask"]),
+            num_classes=int(labels.max()) + 1 if labels.size else 0,
+            label_valid=torch.as_tensor(a["label_valid"]),
+            info={"path": source, "spins": bool(spins), "sparse": bool(sparse), "meta": a["meta"]},
+        )
+    except DataError:
+        raise
+    except ValueError as exc:
+        raise DataError(f"Planetoid file '{source}': {exc}") from None
 
 
 def load_karate(
@@ -784,9 +1130,9 @@ def load_digits(
 # --------------------------------------------------------------------------- registry
 
 _PUBMED_MSG = (
-    "dataset 'pubmed' is not available offline: the PubMed feature file ind.pubmed.allx "
-    "(about 7.5 MB) is missing from every stored snapshot (files of 4 MiB or more are dropped), "
-    "see 'Not included' in ../shared/data/MANIFEST.md; use 'cora' or 'citeseer'"
+    "dataset 'pubmed' is not available offline: its feature file ind.pubmed.allx (about 7.5 MB) "
+    "could not be obtained offline, so it is not shipped (see 'Not shipped' in "
+    "bnn/datasets/PROVENANCE.md); use 'cora' or 'citeseer'"
 )
 
 _REGISTRY: dict[str, Callable[..., TabularDataset | GraphDataset]] = {
