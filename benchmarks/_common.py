@@ -17,49 +17,35 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["REPO_ROOT", "default_data_path", "load_libsvm", "timed", "best_time", "emit", "machine"]
+__all__ = ["REPO_ROOT", "load_libsvm", "timed", "best_time", "emit", "machine"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def default_data_path(name: str) -> Path:
-    """``../shared/data/NAME`` relative to the repository root."""
-    return (REPO_ROOT / ".." / "shared" / "data" / name).resolve()
-
-
-def load_libsvm(path: str | os.PathLike, num_features: int) -> tuple[np.ndarray, np.ndarray]:
+def load_libsvm(path: str | os.PathLike | None, num_features: int) -> tuple[np.ndarray, np.ndarray]:
     """Read a LIBSVM file with 1-based feature indices into dense arrays.
+
+    Args:
+        path: The file; ``None`` reads the ``a1a`` shipped in the package (``bnn/datasets/``,
+            sha256-checked), or ``$QSGD_DATA_ROOT/a1a`` when that is set.
+        num_features: Number of columns.
 
     Returns:
         ``(X, y)`` with ``X`` float64 of shape ``(rows, num_features)`` and ``y`` float64 ``(rows,)``.
 
     Raises:
-        FileNotFoundError: the file does not exist (the message names the path and ``--data``).
-        ValueError: a feature index exceeds ``num_features``.
+        FileNotFoundError: the file does not exist (the message names the path).
+        qsgd.errors.DataError: a malformed line or a NaN/inf value (file, line and token named).
     """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"data file {str(p)!r} not found: pass its path with --data")
-    rows, cols, vals, labels = [], [], [], []
-    with p.open() as fh:
-        for r, line in enumerate(fh):
-            parts = line.split()
-            if not parts:
-                continue
-            labels.append(float(parts[0]))
-            for item in parts[1:]:
-                idx, val = item.split(":")
-                rows.append(r)
-                cols.append(int(idx) - 1)
-                vals.append(float(val))
-    cols_a = np.asarray(cols, dtype=np.int64)
-    if cols_a.size and cols_a.max() >= num_features:
-        raise ValueError(
-            f"feature index {int(cols_a.max()) + 1} in {str(p)!r} exceeds num_features={num_features}"
-        )
-    X = np.zeros((len(labels), num_features))
-    X[np.asarray(rows, dtype=np.int64), cols_a] = np.asarray(vals)
-    return X, np.asarray(labels)
+    from bnn.data import load_libsvm as _load_file
+    from bnn.data import parse_libsvm, read_dataset_file
+
+    if path is None:
+        source, data = read_dataset_file("a1a")
+        X, y = parse_libsvm(data, num_features, source=source)
+    else:
+        X, y = _load_file(path, num_features)
+    return X.astype(np.float64), y.astype(np.float64)
 
 
 @contextmanager

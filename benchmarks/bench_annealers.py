@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import best_time, default_data_path, emit, load_libsvm, machine  # noqa: E402
+from _common import best_time, emit, load_libsvm, machine  # noqa: E402
 
 from qsgd.ising import IsingBatch, to_bqm  # noqa: E402
 from qsgd.samplers.batched import BatchedAnnealer, default_beta_range  # noqa: E402
@@ -46,7 +46,7 @@ from qsgd.samplers.batched import BatchedAnnealer, default_beta_range  # noqa: E
 BATCH, FAN_IN, FAN_OUT, A1A_FEATURES = 16, 128, 128, 123
 
 
-def build_problems(data: Path, seed: int, eta: float | None) -> tuple[IsingBatch, float]:
+def build_problems(data: Path | None, seed: int, eta: float | None) -> tuple[IsingBatch, float]:
     """The 128 per-neuron problems of a 128x128 layer for 16 a1a inputs, and the eta used."""
     rng = np.random.default_rng(seed)
     A, y = load_libsvm(data, A1A_FEATURES)
@@ -126,7 +126,9 @@ def neal_pool(pool, batch: IsingBatch, num_reads: int, num_sweeps: int, seed: in
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=default_data_path("a1a"), help="a1a LIBSVM file")
+    p.add_argument(
+        "--data", type=Path, default=None, help="a1a LIBSVM file (default: the shipped a1a)"
+    )
     p.add_argument("--quick", action="store_true", help="one sweep budget, one repeat (< 1 min)")
     p.add_argument("--device", default="cpu", help="batched device: cpu, torch-cpu, cuda, auto")
     p.add_argument("--num-reads", type=int, default=10)

@@ -99,7 +99,7 @@ class DataConfig(_Section):
         name: One of ``a1a``, ``cora``, ``citeseer``, ``karate``, ``breast_cancer``, ``digits``.
         root: Folder holding the dataset files (``a1a``, ``cora``, ``citeseer``); relative paths
             are resolved against the config file's folder. ``None``: the loader's default
-            (``$QSGD_DATA_ROOT`` or ``../shared/data``).
+            (``$QSGD_DATA_ROOT`` if set, else the copies shipped in the package, ``bnn/datasets/``).
         options: Extra keyword arguments of ``bnn.data.get_dataset`` (e.g. ``features``,
             ``val_fraction``).
     """

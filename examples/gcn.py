@@ -1,7 +1,7 @@
 """Paper experiment: binary graph convolutional networks on Karate club, Cora and CiteSeer.
 
 A two-layer binary GCN (Kipf & Welling) trained full-batch on the Planetoid public splits
-(Cora, CiteSeer: ``../shared/data/*.npz``) and on Zachary's Karate club (one labelled node per
+(Cora, CiteSeer: the ``.npz`` files shipped in ``bnn/datasets/``) and on Zachary's Karate club (one labelled node per
 club plus seeded extra nodes), comparing QP-SBGD (annealer backends, default ``batched`` and
 ``neal``) with BinaryConnect, signSGD, ProxQuant and full precision, with an equal
 hyperparameter-search budget on the validation nodes and test accuracy on the test nodes.
