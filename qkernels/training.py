@@ -92,7 +92,8 @@ def train_alignment(
         centered: maximise centred alignment instead of plain alignment.
         optimizer: a name in ``OPTIMIZERS``.
         seed: seed of the subset sampler.
-        eval_every: also record the full-set alignment every this many steps (0: only at the end).
+        eval_every: also record the full-set alignment before training and every this many
+            steps (0: only at the end).
 
     Returns:
         A :class:`TrainingRecord`.
@@ -123,6 +124,9 @@ def train_alignment(
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(t.numpy() > 0), np.flatnonzero(t.numpy() < 0)
     opt = OPTIMIZERS[optimizer](trainable, lr=lr) if trainable and steps > 0 else None
+    if eval_every and opt is not None:  # the starting point of the full-set curve
+        with torch.no_grad():
+            record.full_alignment.append((0, float(score(kernel.gram(xt), t))))
     for step in range(steps if opt is not None else 0):
         t0 = time.perf_counter()
         idx = _balanced_batch(pos, neg, min(batch_size, len(t)), rng)

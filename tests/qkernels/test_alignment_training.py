@@ -122,7 +122,8 @@ def test_training_increases_alignment_and_is_seeded():
         )
     )
     assert rec.full_alignment[-1][1] > start
-    assert [s for s, _ in rec.full_alignment] == [3, 6]
+    assert [s for s, _ in rec.full_alignment] == [0, 3, 6]
+    assert rec.full_alignment[0][1] == pytest.approx(start)
     assert len(rec.step_seconds) == 6
     assert np.allclose(rec.params, kern.params.detach().numpy())
 
