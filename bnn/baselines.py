@@ -1,4 +1,4 @@
-"""Baseline optimisers for binary networks: BinaryConnect, signSGD, ProxQuant, full precision.
+"""Baseline optimisers for binary networks: BinaryConnect, signSGD, ProxQuant, Bop, full precision.
 
 Each baseline is a :class:`torch.optim.Optimizer` over *all* parameters of a model. Binary
 parameters are recognised by the tag ``p._bnn_binary = True`` (set by the binary layers,
@@ -43,6 +43,7 @@ __all__ = [
     "BinaryConnect",
     "SignSGD",
     "ProxQuant",
+    "Bop",
     "full_precision",
     "latent_forward",
     "prox_binary",
@@ -447,6 +448,60 @@ class ProxQuant(_BinaryCaseOptimizer):
         return {"reg_lambda": lam}
 
 
+class Bop(_BinaryCaseOptimizer):
+    """Bop, the latent-free binary optimiser (Helwegen et al., NeurIPS 2019; ``larq``'s ``Bop``).
+
+    Binary weights are kept at exactly ``±1`` (they are binarised on their first step) and have
+    no latent real value. Each keeps an exponential moving average of its gradient and flips
+    when that average is strong enough and points the same way as the weight (Algorithm 1 of
+    the paper)::
+
+        m_t = (1 - gamma) * m_{t-1} + gamma * g_t,            m_0 = 0
+        w_t = -w_{t-1}  if |m_t| > threshold and sign(m_t) = sign(w_{t-1}),  else w_{t-1}
+
+    ``gamma`` (the adaptivity rate) and ``threshold`` play the role of the binary step size.
+    Non-binary parameters go to the inner optimiser with learning rate ``lr``.
+
+    Args:
+        params: Model parameters (or a module, or param groups).
+        lr: Learning rate of the inner optimiser (non-binary parameters only).
+        threshold: Flip threshold ``tau`` (>= 0).
+        gamma: Adaptivity rate in ``(0, 1]``.
+        inner: ``"adam"`` or ``"sgd"``.
+        inner_options: Extra keyword arguments of the inner optimiser.
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        *,
+        threshold: float = 1e-8,
+        gamma: float = 1e-4,
+        inner: str = "adam",
+        inner_options: dict[str, Any] | None = None,
+    ) -> None:
+        lr = _check_lr(lr)
+        if isinstance(threshold, bool) or not isinstance(threshold, Real) or not threshold >= 0:
+            raise ConfigError(f"threshold must be a float >= 0 (got {threshold!r})")
+        if isinstance(gamma, bool) or not isinstance(gamma, Real) or not 0 < gamma <= 1:
+            raise ConfigError(f"gamma must be a float in (0, 1] (got {gamma!r})")
+        defaults = {"lr": lr, "threshold": float(threshold), "gamma": float(gamma)}
+        super().__init__(params, defaults, inner, inner_options)
+
+    def _binary_update(
+        self, group: dict[str, Any], p: torch.Tensor, state: dict[str, Any]
+    ) -> dict[str, Any]:
+        if "exp_avg" not in state:
+            p.copy_(torch.where(p >= 0, 1.0, -1.0).to(p.dtype))  # sign(0) = +1, as the layers
+            state["exp_avg"] = torch.zeros_like(p)
+        m = state["exp_avg"]
+        m.mul_(1 - group["gamma"]).add_(p.grad, alpha=group["gamma"])
+        flip = (m.abs() > group["threshold"]) & (torch.sign(m) == torch.sign(p))
+        p.mul_(torch.where(flip, -1.0, 1.0).to(p.dtype))
+        return {}
+
+
 @contextmanager
 def latent_forward(model: nn.Module) -> Iterator[list[nn.Module]]:
     """Temporarily run binary layers on their latent real weights (ProxQuant's training mode).
@@ -507,6 +562,7 @@ _FACTORY: dict[str, Callable[..., Optimizer]] = {
     "binaryconnect": BinaryConnect,
     "signsgd": SignSGD,
     "proxquant": ProxQuant,
+    "bop": Bop,
     "adam": full_precision,
     "qpsbgd": _make_qpsbgd,
 }
@@ -518,7 +574,7 @@ def available_optimizers() -> list[str]:
 
 
 def make_optimizer(name: str, model_or_params: ParamsT, **options: Any) -> Optimizer:
-    """Build an optimiser by name: ``"binaryconnect"``, ``"signsgd"``, ``"proxquant"``,
+    """Build an optimiser by name: ``"binaryconnect"``, ``"signsgd"``, ``"proxquant"``, ``"bop"``,
     ``"adam"`` (full precision) or ``"qpsbgd"`` (:class:`qsgd.optimizer.QPSBGD`, which needs
     the model itself). ``options`` go to the constructor.
 

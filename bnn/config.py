@@ -42,6 +42,7 @@ __all__ = [
     "BinaryConnectConfig",
     "SignSGDConfig",
     "ProxQuantConfig",
+    "BopConfig",
     "AdamConfig",
     "OptimizerConfig",
     "TrainConfig",
@@ -61,7 +62,14 @@ __all__ = [
 #: Dataset names accepted in ``data.name`` (``bnn.data.available_datasets()`` when importable).
 KNOWN_DATASETS: tuple[str, ...] = ("a1a", "cora", "citeseer", "karate", "breast_cancer", "digits")
 #: Optimizer names accepted in ``optimizer.name``.
-KNOWN_OPTIMIZERS: tuple[str, ...] = ("qpsbgd", "binaryconnect", "signsgd", "proxquant", "adam")
+KNOWN_OPTIMIZERS: tuple[str, ...] = (
+    "qpsbgd",
+    "binaryconnect",
+    "signsgd",
+    "proxquant",
+    "bop",
+    "adam",
+)
 #: Layer-wise schedules accepted in ``train.schedule``.
 SCHEDULES: tuple[str, ...] = ("all", "round_robin", "greedy")
 #: Dotted key prefixes that may change between a run and its resumption.
@@ -224,6 +232,17 @@ class ProxQuantConfig(_BaselineBase):
     reg_max: Annotated[float, Field(gt=0)] | None = None
 
 
+class BopConfig(_BaselineBase):
+    """``[optimizer]`` with ``name = "bop"``: latent-free flips of ±1 weights (Helwegen et al.
+    2019) when the gradient's moving average (rate ``gamma``) exceeds ``threshold``; ``lr`` is
+    the ``inner`` optimizer's learning rate for the non-binary parameters."""
+
+    name: Literal["bop"]
+    lr: float = Field(default=1e-3, gt=0)
+    threshold: float = Field(default=1e-8, ge=0)
+    gamma: float = Field(default=1e-4, gt=0, le=1)
+
+
 class AdamConfig(_OptimizerBase):
     """``[optimizer]`` with ``name = "adam"``: the full-precision reference (use it with
     ``model.binary = false``)."""
@@ -234,7 +253,14 @@ class AdamConfig(_OptimizerBase):
 
 
 OptimizerConfig = Annotated[
-    Union[QPSBGDConfig, BinaryConnectConfig, SignSGDConfig, ProxQuantConfig, AdamConfig],  # noqa: UP007
+    Union[  # noqa: UP007
+        QPSBGDConfig,
+        BinaryConnectConfig,
+        SignSGDConfig,
+        ProxQuantConfig,
+        BopConfig,
+        AdamConfig,
+    ],
     Field(discriminator="name"),
 ]
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from bnn.baselines import (
     BinaryConnect,
+    Bop,
     ProxQuant,
     SignSGD,
     available_optimizers,
@@ -79,6 +80,7 @@ CONFIGS = [
     ("signsgd", {"lr": 0.05, "momentum": 0.9}),
     ("proxquant", {"lr": 0.05, "reg_rate": 0.05}),
     ("proxquant", {"lr": 0.05, "reg_rate": 0.01, "reg_schedule": "exponential", "reg_growth": 1.1}),
+    ("bop", {"lr": 0.05, "threshold": 1e-3, "gamma": 0.1}),
     ("adam", {"lr": 0.05}),
 ]
 
@@ -358,6 +360,9 @@ BAD = [
     ),
     (ProxQuant, {"reg_growth": 1.0}, r"reg_growth must be a float > 1 \(got 1.0\)"),
     (ProxQuant, {"reg_max": 0}, r"reg_max must be a positive float or None \(got 0\)"),
+    (Bop, {"threshold": -1e-3}, r"threshold must be a float >= 0 \(got -0.001\)"),
+    (Bop, {"gamma": 0.0}, r"gamma must be a float in \(0, 1\] \(got 0.0\)"),
+    (Bop, {"gamma": 1.5}, r"gamma must be a float in \(0, 1\] \(got 1.5\)"),
 ]
 
 
@@ -368,7 +373,14 @@ def test_bad_options(cls, kwargs, match):
 
 
 def test_factory_names_and_errors():
-    assert available_optimizers() == ["adam", "binaryconnect", "proxquant", "qpsbgd", "signsgd"]
+    assert available_optimizers() == [
+        "adam",
+        "binaryconnect",
+        "bop",
+        "proxquant",
+        "qpsbgd",
+        "signsgd",
+    ]
     with pytest.raises(ConfigError, match=r"unknown optimizer 'lamb'; known optimizers: \['adam'"):
         make_optimizer("lamb", Tiny())
     with pytest.raises(ConfigError, match="'qpsbgd' needs the model"):
@@ -455,3 +467,75 @@ def test_stats_per_layer_with_skipped_and_unnamed_params():
     assert first["num_flipped"] == 1 and first["flip_ratio"] == 0.5 and first["step"] == 1
     assert second["skipped"] and second["step"] == 0 and second["num_flipped"] == 0
     assert opt.last_flip_ratio == 0.5
+
+
+# -- the papers' update rules, step by step on tiny cases -----------------------------------
+
+
+def test_proxquant_is_algorithm_1_of_bai_wang_liberty():
+    """theta_{t+1} = prox_{eta lambda_t R}(theta_t - eta grad L(theta_t)), gradient at the real
+    theta (latent forward pass), lambda_t = reg_rate * t, SGD as the inner rule; then sign."""
+    x, y, _ = _toy(n=16, d=4, k=1)
+    model = Tiny(d=4, k=1, seed=3)
+    opt = ProxQuant(model, lr=0.1, reg_rate=0.5, inner="sgd")
+    theta = model.weight.detach().clone().double()
+    bias = model.bias.detach().clone().double()
+    xd, yd = x.double(), y.double()
+    for t in range(1, 6):
+        # by hand: the MSE gradient at the real weights
+        r = xd @ theta.T + bias - yd
+        g_theta = 2 * r.T @ xd / r.numel()
+        g_bias = 2 * r.sum(0) / r.numel()
+        z = theta - 0.1 * g_theta
+        thr = 0.1 * 0.5 * t
+        s = torch.where(z >= 0, 1.0, -1.0).double()
+        theta = s + torch.sign(z - s) * torch.clamp((z - s).abs() - thr, min=0.0)
+        bias = bias - 0.1 * g_bias
+        with latent_forward(model):
+            _train(model, opt, x, y, 1)
+        assert opt.last_stats[0]["reg_lambda"] == pytest.approx(0.5 * t)
+        torch.testing.assert_close(model.weight.detach().double(), theta, atol=1e-6, rtol=0)
+        torch.testing.assert_close(model.bias.detach().double(), bias, atol=1e-6, rtol=0)
+    opt.binarize_()
+    assert torch.equal(model.weight.detach(), torch.where(theta >= 0, 1.0, -1.0).float())
+
+
+def test_bop_is_algorithm_1_of_helwegen_et_al():
+    """m_t = (1-gamma) m + gamma g; flip w where |m_t| > tau and sign(m_t) == sign(w)."""
+    w = nn.Parameter(torch.tensor([0.3, -0.2, 0.7, -0.9, 0.0]))
+    w._bnn_binary = True
+    opt = Bop([w], lr=0.1, threshold=0.25, gamma=0.5)
+    grads = [
+        torch.tensor([1.0, 1.0, -1.0, -0.2, 0.4]),
+        torch.tensor([0.2, -1.0, -1.0, -1.0, 1.0]),
+        torch.tensor([-2.0, 0.0, 0.0, -1.0, 1.0]),
+    ]
+    w_ref = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0])  # binarised on the first step
+    m_ref = torch.zeros(5)
+    flips = []
+    for g in grads:
+        m_ref = 0.5 * m_ref + 0.5 * g
+        flip = (m_ref.abs() > 0.25) & (torch.sign(m_ref) == torch.sign(w_ref))
+        w_ref = torch.where(flip, -w_ref, w_ref)
+        w.grad = g.clone()
+        opt.step()
+        assert torch.equal(w.detach(), w_ref)
+        assert torch.equal(opt.state[w]["exp_avg"], m_ref)
+        flips.append(int(flip.sum()))
+        assert opt.last_stats[0]["num_flipped"] == flips[-1]
+    # by hand: step 1 flips w0 (m=.5, w=+1); step 2 flips w3 (m=-.55, w=-1) and w4 (m=.6,
+    # w=+1), not w1 (|m| = .25 is not above tau); step 3 flips w0 again (m=-.825, w=-1)
+    assert flips == [1, 2, 1]
+    assert set(w.detach().tolist()) <= {-1.0, 1.0}
+
+
+def test_bop_keeps_weights_exactly_pm1_and_leaves_real_params_to_inner():
+    x, y, _ = _toy()
+    model = Tiny()
+    opt = Bop(model, lr=0.05, threshold=1e-3, gamma=0.1)
+    b0 = model.bias.detach().clone()
+    _train(model, opt, x, y, 5)
+    assert set(model.weight.detach().flatten().tolist()) <= {-1.0, 1.0}
+    assert not torch.equal(model.bias.detach(), b0)
+    assert opt.inner is not None
+    assert all(not is_binary_param(p) for g in opt.inner.param_groups for p in g["params"])

@@ -122,7 +122,7 @@ BAD_CONFIGS = [
         "unknown optimizer",
         with_(optimizer={"name": "sgd"}),
         r"optimizer\.name must be one of 'qpsbgd', 'binaryconnect', 'signsgd', 'proxquant', "
-        r"'adam' \(got 'sgd'\)",
+        r"'bop', 'adam' \(got 'sgd'\)",
     ),
     (
         "optimizer without name",
