@@ -1,7 +1,12 @@
 """Validated experiment configuration (pydantic v2), built once at the edge (CLI, script).
 
-A config file is TOML with the sections below; unknown keys and bad values are rejected with
-their dotted path, the value and what was expected (:class:`~qsgd.errors.ConfigError`).
+A config file is TOML with the sections below. It is validated once, at load, in pydantic's
+strict mode: no value is coerced (``steps = "300"`` and ``steps = true`` are refused; an int is
+accepted where a float is expected), NaN and inf are refused, unknown keys are refused, and the
+settings are checked against each other (data set sizes, qubit counts, a forward-only device with
+training). Every problem raises :class:`~qsgd.errors.ConfigError` with one line per config that
+names the dotted path, what was expected and the value: ``training.steps: must be a valid
+integer (got '300' of type string)``.
 
 Example:
     >>> cfg = ExperimentConfig.from_file("examples/configs/kernels_checkerboard.toml")
@@ -11,14 +16,23 @@ Example:
 
 from __future__ import annotations
 
+import math
+import re
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from qkernels.ansatz import ANSATZE
-from qkernels.datasets import DATASETS
+from qkernels.datasets import DATASETS, check_dataset_args, dataset_features
 from qkernels.device import DEVICES
 from qkernels.training import OPTIMIZERS
 from qsgd.errors import ConfigError
@@ -35,11 +49,20 @@ __all__ = [
     "TrainingConfig",
     "ModelConfig",
     "ExperimentConfig",
+    "MAX_WIRES",
+    "format_validation_error",
 ]
+
+#: Most qubits a statevector kernel is simulated with here (``ansatze.*.n_wires``).
+MAX_WIRES = 20
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Base of every section: unknown keys refused, no coercion, no NaN/inf, immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 def _known(value: str, known: Any, what: str) -> str:
@@ -62,18 +85,40 @@ class DatasetConfig(_Strict):
     def _name(cls, v: str) -> str:
         return _known(v, DATASETS, "dataset")
 
+    @model_validator(mode="after")
+    def _sizes(self) -> DatasetConfig:
+        check_dataset_args(
+            self.name,
+            n_train=self.n_train,
+            n_test=self.n_test,
+            n_features=self.n_features,
+            noise=self.noise,
+        )
+        return self
+
+    @property
+    def features(self) -> int:
+        """Feature count of the loaded data (2 for generated sets, ``n_features`` or 4 else)."""
+        return dataset_features(self.name, self.n_features)
+
 
 class AnsatzConfig(_Strict):
     """One ansatz: ``name`` in ``ANSATZE``, ``n_wires`` (default: feature count), ``n_layers``."""
 
     name: str
-    n_wires: int | None = Field(None, ge=1, le=20)
+    n_wires: int | None = Field(None, ge=1, le=MAX_WIRES)
     n_layers: int = Field(2, ge=1)
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         return _known(v, ANSATZE, "ansatz")
+
+    @property
+    def trainable(self) -> bool:
+        """Whether the ansatz has trainable parameters (its registry shape is not empty)."""
+        shape_of = ANSATZE[self.name][1]
+        return math.prod(shape_of(self.n_wires or 1, self.n_layers)) > 0
 
 
 class KernelConfig(_Strict):
@@ -124,7 +169,8 @@ class ExperimentConfig(_Strict):
     """A whole experiment: data sets x ansätze x seeds.
 
     Attributes:
-        name: experiment name (used in reports).
+        name: experiment name (used in reports and as the default output folder
+            ``runs/kernels/<name>``): letters, digits, ``_``, ``-`` and ``.``.
         seeds: one run per seed per (data set, ansatz).
         datasets, ansatze: the grid.
         kernel, training, model: shared settings.
@@ -134,7 +180,9 @@ class ExperimentConfig(_Strict):
     """
 
     name: str = "experiment"
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=2**32 - 1)]] = Field(
+        default_factory=lambda: [0], min_length=1
+    )
     datasets: list[DatasetConfig] = Field(min_length=1)
     ansatze: list[AnsatzConfig] = Field(min_length=1)
     kernel: KernelConfig = KernelConfig()
@@ -144,33 +192,93 @@ class ExperimentConfig(_Strict):
     plot_seeds: Literal["first", "all"] = "first"
     threads: int = Field(1, ge=1)
 
+    @field_validator("name")
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
-        """Validate a dictionary; raise :class:`ConfigError` naming path, value and expectation."""
+    def _folder_name(cls, v: str) -> str:
+        if not _NAME.fullmatch(v) or v in (".", ".."):
+            raise ValueError(
+                "must be a folder name of letters, digits, '_', '-' and '.' (it names the "
+                f"default output folder runs/kernels/<name>) (got {v!r})"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentConfig:
+        for j, a in enumerate(self.ansatze):
+            for i, d in enumerate(self.datasets):
+                features = d.features
+                if a.n_wires is not None and a.n_wires < features:
+                    raise ValueError(
+                        f"ansatze.{j}.n_wires: must be >= the {features} features of "
+                        f"datasets.{i} ({d.name!r}) (got {a.n_wires})"
+                    )
+                if a.n_wires is None and features > MAX_WIRES:
+                    raise ValueError(
+                        f"ansatze.{j}.n_wires: unset, so it is the feature count of datasets.{i} "
+                        f"({d.name!r}), which must be <= {MAX_WIRES} qubits here; lower "
+                        f"datasets.{i}.n_features (got {features})"
+                    )
+        if DEVICES[self.kernel.device] is None and self.training.steps > 0:
+            trained = [a.name for a in self.ansatze if a.trainable]
+            if trained or self.kernel.trainable_bandwidth:
+                what = (
+                    f"trainable ansatz {trained[0]!r}" if trained else "trainable_bandwidth = true"
+                )
+                raise ValueError(
+                    f"kernel.device: {self.kernel.device!r} computes Gram matrices forward only "
+                    "(no gradients), so it cannot train the kernel; use device = "
+                    "'default.qubit' to train, or set training.steps = 0 "
+                    f"(got training.steps = {self.training.steps} with {what})"
+                )
+        return self
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str | None = None) -> ExperimentConfig:
+        """Validate a dictionary (as read from TOML).
+
+        Args:
+            data: The nested tables.
+            source: Where ``data`` came from (a file name), for the message.
+
+        Raises:
+            ConfigError: one line naming each bad key's dotted path, what was expected and the
+                value (``training.steps: must be a valid integer (got '300' of type string)``).
+        """
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"an experiment config must be a table of keys (got {type(data).__name__})"
+            )
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            lines = []
-            for err in exc.errors():
-                path = ".".join(str(p) for p in err["loc"]) or "<root>"
-                value = err.get("input")
-                msg = err["msg"].removeprefix("Value error, ")
-                if err["type"] == "extra_forbidden":
-                    msg = "unknown key (not part of the schema)"
-                lines.append(f"{path}: {msg} (got {value!r})")
-            raise ConfigError("invalid experiment config:\n  " + "\n  ".join(lines)) from None
+            where = f" {source!r}" if source else ""
+            raise ConfigError(
+                f"invalid experiment config{where}: {format_validation_error(exc)}"
+            ) from None
 
     @classmethod
     def from_file(cls, path: str | Path) -> ExperimentConfig:
-        """Read and validate a TOML file."""
+        """Read and validate a TOML file.
+
+        Raises:
+            ConfigError: missing or unreadable file, a folder, invalid TOML (with line and
+                column) or invalid values (see :meth:`from_dict`).
+        """
         p = Path(path)
-        if not p.is_file():
+        if not p.exists():
             raise ConfigError(f"config file {str(p)!r} does not exist")
+        if not p.is_file():
+            raise ConfigError(f"config path {str(p)!r} is not a file (a TOML file is expected)")
         try:
-            data = tomllib.loads(p.read_text())
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {str(p)!r}: {exc}") from None
+        try:
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
-        return cls.from_dict(data)
+            detail = " ".join(str(exc).split())
+            raise ConfigError(f"config file {str(p)!r} is not valid TOML: {detail}") from None
+        return cls.from_dict(data, source=str(p))
 
     def smoke_version(self) -> ExperimentConfig:
         """A reduced copy for CI: one seed, 12 train/test points, 3 training steps, no PCA change."""
@@ -184,3 +292,74 @@ class ExperimentConfig(_Strict):
         data["training"]["batch_size"] = 4
         data["training"]["eval_every"] = 0
         return ExperimentConfig.from_dict(data)
+
+
+_TOML_TYPES = {
+    str: "string",
+    int: "integer",
+    float: "float",
+    bool: "boolean",
+    dict: "table",
+    list: "array",
+}
+_EXPECTED = {
+    "model_type": "a table",
+    "dict_type": "a table",
+    "list_type": "an array",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "a boolean (true or false)",
+    "string_type": "a string",
+}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys of the section at ``loc`` (list indices skipped)."""
+    model: type[BaseModel] = ExperimentConfig
+    for item in loc:
+        if isinstance(item, int):
+            continue
+        field = model.model_fields.get(str(item))
+        if field is None:
+            break
+        annotation = field.annotation
+        for arg in (annotation, *getattr(annotation, "__args__", ())):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                model = arg
+                break
+    return sorted(model.model_fields)
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line for a pydantic error: ``path: must be ... (got value)`` per problem, joined by ``;``."""
+    messages = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err.get("loc", ()))
+        path = ".".join(str(p) for p in loc)
+        kind = err.get("type", "")
+        value = err.get("input")
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        if kind == "extra_forbidden":
+            known = ", ".join(_known_keys(loc[:-1]))
+            messages.append(f"{path}: unknown key (known keys here: {known}) (got {_short(value)})")
+        elif kind == "missing":
+            messages.append(f"{path}: required key is missing")
+        elif kind in _EXPECTED:
+            tname = _TOML_TYPES.get(type(value), type(value).__name__)
+            messages.append(
+                f"{path}: must be {_EXPECTED[kind]} (got {_short(value)} of type {tname})"
+            )
+        elif kind == "value_error":
+            if "(got" not in msg:
+                msg = f"{msg} (got {_short(value)})"
+            messages.append(f"{path}: {msg}" if path else msg)
+        else:
+            detail = msg.removeprefix("Input should be ")
+            detail = f"must be {detail}" if detail != msg else msg
+            messages.append(f"{path or 'config'}: {detail} (got {_short(value)})")
+    return "; ".join(messages)
