@@ -1,6 +1,7 @@
 """Checkerboard quality experiment: trained vs untrained embedding kernel over 5 seeds.
 
-Run full size (writes results/kernels/checkerboard/):
+Run full size (writes runs/kernels/checkerboard/; the committed results were made with
+``--out results/kernels/checkerboard --overwrite``):
     python examples/kernels_checkerboard.py
 Reduced size for CI:
     python examples/kernels_checkerboard.py --smoke --out /tmp/kc
@@ -19,11 +20,12 @@ CONFIG = Path(__file__).parent / "configs" / "kernels_checkerboard.toml"
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="results/kernels/checkerboard")
+    parser.add_argument("--out", default="runs/kernels/checkerboard", help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace results in --out")
     parser.add_argument("--smoke", action="store_true", help="reduced sizes (CI)")
     args = parser.parse_args(argv)
     cfg = ExperimentConfig.from_file(CONFIG)
-    result = run_experiment(cfg, args.out, smoke=args.smoke)
+    result = run_experiment(cfg, args.out, smoke=args.smoke, overwrite=args.overwrite)
     for s in result["summary"]:
         gain = s["test_gain"]["mean"] * 100
         print(

@@ -8,8 +8,12 @@ train it by alignment, evaluate again. Writes into ``out_dir``:
 * ``results.md``: a markdown table across seeds per (data set, ansatz);
 * ``plots/``: Gram heatmaps before/after, alignment curve, decision boundary (2-D data).
 
+The output folder must be new or empty; a folder that already holds files is refused unless
+``overwrite=True`` (then the earlier ``results.json``, ``results.md`` and ``plots/*.png`` are
+replaced and other files are left alone). It is checked before any work starts.
+
 Example:
-    >>> summary = run_experiment(ExperimentConfig.from_file("cfg.toml"), "out/")
+    >>> summary = run_experiment(ExperimentConfig.from_file("cfg.toml"), "runs/kernels/cfg")
 """
 
 from __future__ import annotations
@@ -31,8 +35,81 @@ from qkernels.datasets import Dataset, load_dataset
 from qkernels.evaluate import accuracy, effective_dimension, geometric_difference, rbf_kernel
 from qkernels.kernel import EmbeddingKernel
 from qkernels.training import train_alignment
+from qsgd.errors import ConfigError
 
-__all__ = ["run_one", "run_experiment", "summarize", "markdown_table"]
+__all__ = [
+    "run_one",
+    "run_experiment",
+    "summarize",
+    "markdown_table",
+    "prepare_output_dir",
+    "check_datasets",
+]
+
+#: Files :func:`run_experiment` writes (``plots/`` holds PNGs); replaced with ``overwrite=True``.
+OUTPUT_FILES = ("results.json", "results.md")
+
+
+def check_datasets(cfg: ExperimentConfig) -> None:
+    """Load every (data set, seed) of ``cfg`` once before any run (milliseconds each).
+
+    Raises:
+        ProblemError: a data set holds NaN or inf; the message names the data set, the split
+            and the rows, so a bad set stops the experiment before anything is written.
+    """
+    for dcfg in cfg.datasets:
+        for seed in cfg.seeds:
+            load_dataset(
+                dcfg.name,
+                n_train=dcfg.n_train,
+                n_test=dcfg.n_test,
+                n_features=dcfg.n_features,
+                seed=seed,
+                noise=dcfg.noise,
+            )
+
+
+def prepare_output_dir(out_dir: str | Path, *, overwrite: bool = False) -> Path:
+    """Check an output folder before any work and create it.
+
+    A missing or empty folder is fine. A folder that holds anything is refused unless
+    ``overwrite`` is true, and a path that is an existing file is always refused, so that
+    nothing written earlier (another run, the committed ``results/`` tree) is replaced by
+    accident.
+
+    Args:
+        out_dir: The output folder.
+        overwrite: Allow a folder that already holds files.
+
+    Returns:
+        The folder, created with its parents.
+
+    Raises:
+        ConfigError: ``out_dir`` is a file, is not empty (without ``overwrite``), or cannot be
+            created (the message gives the reason).
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(
+            f"output folder {str(out)!r} is an existing file, not a folder; pick another --out "
+            "(got a file)"
+        )
+    if out.is_dir() and not overwrite:
+        try:
+            entries = sorted(p.name for p in out.iterdir())
+        except OSError as exc:
+            raise ConfigError(f"cannot read output folder {str(out)!r}: {exc}") from None
+        if entries:
+            shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+            raise ConfigError(
+                f"output folder {str(out)!r} is not empty ({shown}); pick another --out, or "
+                "pass --overwrite to replace the results in it"
+            )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output folder {str(out)!r}: {exc}") from None
+    return out
 
 
 def _svm_scores(K_train: np.ndarray, K_test: np.ndarray, ds: Dataset, C: float) -> dict[str, float]:
@@ -206,45 +283,68 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
 
 
 def run_experiment(
-    cfg: ExperimentConfig, out_dir: str | Path, *, smoke: bool = False, progress: bool = True
+    cfg: ExperimentConfig,
+    out_dir: str | Path,
+    *,
+    smoke: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run the whole grid and write ``results.json``, ``results.md`` and ``plots/``.
 
     Args:
         cfg: validated config.
-        out_dir: output directory (created).
+        out_dir: output folder (created); must be new or empty unless ``overwrite``.
         smoke: run ``cfg.smoke_version()`` (reduced sizes for CI).
         progress: print one line per run.
+        overwrite: allow an output folder that already holds files; the earlier
+            ``results.json``, ``results.md`` and ``plots/*.png`` are removed first.
 
     Returns:
         The dictionary written to ``results.json``.
+
+    Raises:
+        ConfigError: the output folder is a file, not empty (without ``overwrite``) or cannot
+            be created; checked before any run starts.
+        ProblemError: a data set holds NaN or inf (see :func:`check_datasets`).
     """
     if smoke:
         cfg = cfg.smoke_version()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_datasets(cfg)
+    out = prepare_output_dir(out_dir, overwrite=overwrite)
     plot_dir = out / "plots"
+    if overwrite:
+        for name in OUTPUT_FILES:
+            (out / name).unlink(missing_ok=True)
+        if plot_dir.is_dir():
+            for png in plot_dir.glob("*.png"):
+                png.unlink()
     if cfg.plots:
-        plot_dir.mkdir(exist_ok=True)
+        try:
+            plot_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create plot folder {str(plot_dir)!r}: {exc}") from None
     runs = []
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()
-    for dcfg in cfg.datasets:
-        for acfg in cfg.ansatze:
-            for i, seed in enumerate(cfg.seeds):
-                want_plot = cfg.plots and (cfg.plot_seeds == "all" or i == 0)
-                rec = run_one(cfg, dcfg, acfg, seed, plot_dir if want_plot else None)
-                runs.append(rec)
-                if progress:
-                    print(
-                        f"{dcfg.name:>13} {acfg.name:>18} seed {seed}: test acc "
-                        f"{rec['before']['accuracy']['test']:.3f} -> {rec['after']['accuracy']['test']:.3f}, "
-                        f"alignment {rec['before']['alignment']:.3f} -> {rec['after']['alignment']:.3f} "
-                        f"({rec['train_seconds']:.1f} s)",
-                        flush=True,
-                    )
-    torch.set_num_threads(threads)
+    try:
+        for dcfg in cfg.datasets:
+            for acfg in cfg.ansatze:
+                for i, seed in enumerate(cfg.seeds):
+                    want_plot = cfg.plots and (cfg.plot_seeds == "all" or i == 0)
+                    rec = run_one(cfg, dcfg, acfg, seed, plot_dir if want_plot else None)
+                    runs.append(rec)
+                    if progress:
+                        print(
+                            f"{dcfg.name:>13} {acfg.name:>18} seed {seed}: test acc "
+                            f"{rec['before']['accuracy']['test']:.3f} -> {rec['after']['accuracy']['test']:.3f}, "
+                            f"alignment {rec['before']['alignment']:.3f} -> {rec['after']['alignment']:.3f} "
+                            f"({rec['train_seconds']:.1f} s)",
+                            flush=True,
+                        )
+    finally:
+        torch.set_num_threads(threads)
     summary = summarize(runs)
     result = {
         "config": cfg.model_dump(),

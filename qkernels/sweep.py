@@ -8,7 +8,8 @@ where ``scheduler`` says (:mod:`qsgd.distributed`). Results are gathered into on
 ``OUT/sweep.{json,csv,md}`` with one row per run (grid values, data set, ansatz, seed,
 test/train accuracy before and after training, alignment before and after, training time),
 and ``OUT/summary.md`` with the mean ± std over seeds per (grid point, data set, ansatz)
-as :func:`qkernels.experiment.markdown_table` prints it.
+as :func:`qkernels.experiment.markdown_table` prints it. ``OUT`` must be new or empty unless
+``--overwrite`` is given; it is checked before any task starts.
 
 Example::
 
@@ -130,8 +131,16 @@ def run_sweep(
     *,
     scheduler: str = "local",
     engine: DaskEngine | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run the sweep and write its tables.
+
+    Args:
+        base, grid, seeds: As in :func:`plan_sweep`.
+        out_dir: Output folder; must be new or empty unless ``overwrite``.
+        scheduler: Where tasks run (:mod:`qsgd.distributed`), unless ``engine`` is given.
+        engine: A ready :class:`~qsgd.distributed.DaskEngine`.
+        overwrite: Allow an output folder that already holds files (the tables are replaced).
 
     Returns:
         ``{"rows": [...], "records": [...], "summary": [...]}``: table rows, the full
@@ -139,11 +148,16 @@ def run_sweep(
         :func:`qkernels.experiment.summarize` entry with the point's values.
 
     Raises:
-        ConfigError: bad grid key or value, bad seeds or scheduler.
+        ConfigError: bad grid key or value, bad seeds or scheduler, or an output folder that is
+            a file or not empty (without ``overwrite``); all checked before any task starts.
+        ProblemError: a data set of some grid point holds NaN or inf (checked before any task).
     """
-    from qkernels.experiment import markdown_table, summarize
+    from qkernels.experiment import check_datasets, markdown_table, prepare_output_dir, summarize
 
     tasks = plan_sweep(base, grid, seeds)
+    for config in {id(t[1]): t[1] for t in tasks}.values():  # one config per grid point
+        check_datasets(ExperimentConfig.from_dict(config))
+    prepare_output_dir(out_dir, overwrite=overwrite)
     engine = engine if engine is not None else get_engine(check_scheduler(scheduler))
     t0 = time.perf_counter()
     results = engine.map(_run_task, *zip(*tasks, strict=True), key="qkernels sweep")
@@ -176,6 +190,7 @@ def main_sweep(argv: Sequence[str] | None = None) -> int:
     Usage::
 
         qkernels sweep CONFIG [--grid KEY=VALUES ...] [--seeds 0-4] [--scheduler S] [--out DIR]
+                       [--overwrite]
 
     Returns:
         0 on success, 2 on bad input.
@@ -187,6 +202,12 @@ def main_sweep(argv: Sequence[str] | None = None) -> int:
         "kernel.bandwidth=[0.5,1.0]",
         None,
     )
+    if "--overwrite" not in parser._option_string_actions:  # the shared parser may add it
+        parser.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="allow an output folder that already holds files (the tables are replaced)",
+        )
     args = parser.parse_args(argv)
     try:
         grid = parse_grid(args.grid)
@@ -194,9 +215,12 @@ def main_sweep(argv: Sequence[str] | None = None) -> int:
         scheduler = check_scheduler(args.scheduler)
         base = ExperimentConfig.from_file(args.config)
         out = args.out or f"runs/sweep-{base.name}"
-        result = run_sweep(base, grid, seeds, out, scheduler=scheduler)
+        result = run_sweep(base, grid, seeds, out, scheduler=scheduler, overwrite=args.overwrite)
     except QSGDError as exc:
-        print(f"qkernels sweep: error: {exc}", file=sys.stderr)
+        print(f"qkernels sweep: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, permissions while writing the tables
+        print(f"qkernels sweep: error: cannot write the tables: {exc}", file=sys.stderr)
         return 2
     cols = [*grid, "dataset", "ansatz", "seed", "test_before", "test_after", "alignment_after"]
     print(markdown_rows(result["rows"], cols), end="")
