@@ -70,7 +70,7 @@ def test_unshifted_feature_assignment_is_a_different_circuit():
     wires = list(range(n_wires))
 
     def unshifted(xv, p, w):
-        for j, layer_params in enumerate(p):
+        for layer_params in p:
             _demo_layer(xv, layer_params, w, i0=0)
 
     dev = qml.device("default.qubit", wires=n_wires)
