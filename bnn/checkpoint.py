@@ -21,7 +21,10 @@ from __future__ import annotations
 import io
 import os
 import random
+import re
 import tempfile
+import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -56,6 +59,28 @@ class CheckpointError(QSGDError, RuntimeError):
 
 
 # --------------------------------------------------------------------- atomic files
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Files written through a temporary file get the mode open() would give them (0666 less the
+# umask), not mkstemp's private 0600.
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
+def _mkstemp_beside(path: Path) -> tuple[int, str]:
+    """A temporary file next to ``path`` (same folder, so ``os.replace`` is atomic)."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if hasattr(os, "fchmod"):
+        try:
+            os.fchmod(fd, _FILE_MODE)
+        except OSError:  # pragma: no cover - e.g. a filesystem without modes
+            pass
+    return fd, tmp_name
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -80,7 +105,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
         ``path`` as a :class:`~pathlib.Path`.
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = _mkstemp_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -191,7 +216,7 @@ def save_checkpoint(run_dir: str | os.PathLike[str], state: Mapping[str, Any]) -
     torch.save({"format_version": FORMAT_VERSION, **to_safe(dict(state))}, buffer)
     data = buffer.getvalue()
     target = run_dir / CHECKPOINT_NAME
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{CHECKPOINT_NAME}.", suffix=".tmp", dir=run_dir)
+    fd, tmp_name = _mkstemp_beside(target)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -235,15 +260,63 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     )
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {str(path)!r}{hint}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a file{hint}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
-        detail = " ".join(str(exc).split())[:200]
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says it
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, OSError, ...
+        size = path.stat().st_size
+        what = ": a truncated zip archive" if _truncated_zip(path) else ""
         raise CheckpointError(
-            f"checkpoint {str(path)!r} is corrupt or truncated ({type(exc).__name__}: {detail}){hint}"
+            f"checkpoint {str(path)!r} is corrupt or not a qsgd checkpoint{what} ({size} bytes; "
+            f"got {type(exc).__name__}: {_load_error_detail(exc)}){hint}"
         ) from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        found = state.get("format_version") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(
-            f"{str(path)!r} is not a bnn checkpoint of format {FORMAT_VERSION}{hint}"
+            f"{str(path)!r} is not a qsgd checkpoint of format {FORMAT_VERSION} "
+            f"(got format_version {found!r}){hint}"
         )
     return from_safe(state)
+
+
+# Advice torch appends to load errors: "re-run with weights_only=False" (which would run the
+# file's code: never for a file that failed the safe load), links and "please file an issue".
+_ADVICE = re.compile(
+    r"weights_only|weights only|trust|can still be loaded|alternatively|safe_globals|allowlist"
+    r"|documentation|file an issue|https?://",
+    re.I,
+)
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
+
+
+def _truncated_zip(path: Path) -> bool:
+    """True for a file that starts as a zip archive (as ``torch.save`` writes) but is incomplete."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        return False
+    return head == b"PK\x03\x04" and not zipfile.is_zipfile(path)
+
+
+def _load_error_detail(exc: BaseException) -> str:
+    """The substance of a ``torch.load`` error on one line: torch's advice and escapes removed.
+
+    ``"Weights only load failed. ... Re-running torch.load with weights_only set to False will
+    likely succeed ... Trying to load unsupported GLOBAL posix.system ... Check the
+    documentation ..."`` becomes ``"Trying to load unsupported GLOBAL posix.system ..."``.
+    """
+    text = _ANSI.sub("", str(exc))
+    kept = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        sentences = re.split(r"(?<=[.:])\s+", " ".join(paragraph.split()))
+        kept += [s for s in sentences if s and not _ADVICE.search(s)]
+    detail = " ".join(kept)
+    detail = "".join(ch for ch in detail if ch.isprintable())
+    detail = re.sub(r"\bThis is an internal miniz error\..*", "", detail).strip()
+    if not detail:
+        detail = "the file ends early" if isinstance(exc, EOFError) else "no details"
+    return detail if len(detail) <= 200 else detail[:197] + "..."

@@ -16,6 +16,7 @@ Exit codes: 0 success, 2 bad input (one line on stderr, nothing overwritten), 13
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,9 +66,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
+
+
 def _fail(message: str) -> int:
-    print(f"bnn: error: {message}", file=sys.stderr)
+    """Print ``message`` as one line on stderr (escape sequences and line breaks removed)."""
+    text = " ".join(_ESCAPES.sub("", message).split())
+    text = "".join(ch for ch in text if ch.isprintable())
+    print(f"bnn: error: {text}", file=sys.stderr)
     return EXIT_BAD_INPUT
+
+
+def _os_error(exc: OSError) -> str:
+    """``OSError`` as one line naming the path: ``'runs/x': Permission denied``."""
+    if exc.filename is None or not exc.strerror:
+        return str(exc)
+    target = f" -> {str(exc.filename2)!r}" if exc.filename2 is not None else ""
+    return f"{str(exc.filename)!r}{target}: {exc.strerror}"
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -145,8 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handlers[args.command](args)
     except (QSGDError, CheckpointError) as exc:
         return _fail(str(exc))
-    except (FileNotFoundError, PermissionError) as exc:
-        return _fail(str(exc))
+    except OSError as exc:  # a missing, unreadable or unwritable path
+        return _fail(_os_error(exc))
+    except KeyboardInterrupt:  # before training started or a second Ctrl-C
+        print("bnn: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bnn.checkpoint import atomic_write_bytes
+from qsgd.errors import ConfigError, DataError
 
 __all__ = [
     "METRICS_NAME",
@@ -41,6 +42,7 @@ __all__ = [
     "strip_timings",
     "plot_run",
     "compare_runs",
+    "run_labels",
 ]
 
 METRICS_NAME = "metrics.jsonl"
@@ -124,8 +126,26 @@ def read_metrics(run_dir: str | os.PathLike[str], kind: str | None = None) -> li
     path = Path(run_dir) / METRICS_NAME
     if not path.exists():
         return []
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line:
+            records.append(_json_object(line, path, f"line {number}"))
     return [r for r in records if kind is None or r.get("kind") == kind]
+
+
+def _json_object(text: str, path: Path, where: str = "") -> dict[str, Any]:
+    """``text`` parsed as a JSON object; DataError naming the file (and line) otherwise."""
+    at = f" {where}" if where else ""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{str(path)!r}{at} is not valid JSON (got {exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno})"
+        ) from None
+    if not isinstance(value, dict):
+        raise DataError(f"{str(path)!r}{at} must hold a JSON object (got {type(value).__name__})")
+    return value
 
 
 def write_summary(run_dir: str | os.PathLike[str], summary: Mapping[str, Any]) -> Path:
@@ -143,7 +163,7 @@ def read_summary(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(run_dir) / SUMMARY_NAME
     if not path.exists():
         raise FileNotFoundError(f"no {SUMMARY_NAME} in run directory {str(run_dir)!r}")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return _json_object(path.read_text(encoding="utf-8"), path)
 
 
 def strip_timings(record: Any) -> Any:
@@ -299,33 +319,84 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return "-" if value is None else str(value)
 
 
+def run_labels(run_dirs: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Row labels of :func:`compare_runs`: each run folder's name, or, when two names clash,
+    each folder's path relative to the folders' common parent.
+
+    Example:
+        >>> run_labels(["runs/a/seed0", "runs/b/seed0", "runs/c"])
+        ['a/seed0', 'b/seed0', 'c']
+    """
+    paths = [Path(os.path.abspath(d)) for d in run_dirs]
+    names = [p.name for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    common = os.path.commonpath(paths)
+    return [os.path.relpath(p, common) if p != Path(common) else p.name for p in paths]
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    probe = out_dir
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(
+            f"comparison folder {str(out_dir)!r} must be a directory "
+            f"(got {str(probe)!r}, which is a file)"
+        )
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"comparison folder {str(out_dir)!r} is not writable (no write permission on "
+            f"{str(probe)!r})"
+        )
+
+
 def compare_runs(
     run_dirs: Iterable[str | os.PathLike[str]], out_dir: str | os.PathLike[str]
 ) -> dict[str, Any]:
     """A markdown table and an overlay plot of several runs.
 
-    Writes ``OUT/comparison.md`` and ``OUT/comparison.png``.
+    Rows and plot lines are labelled by run folder (:func:`run_labels`), so two runs of the
+    same config stay apart; the ``config`` column is the config's ``name``. Writes
+    ``OUT/comparison.md`` and ``OUT/comparison.png``; nothing is written when an input is bad.
 
     Returns:
-        ``{"table": markdown text, "files": [paths]}``.
+        ``{"table": markdown text, "files": [paths], "labels": [row labels]}``.
 
     Raises:
         FileNotFoundError: a run directory has no ``summary.json``.
+        DataError: a ``summary.json`` or ``metrics.jsonl`` is not valid JSON.
+        ConfigError: no run, a run directory given twice, or ``out_dir`` is (inside) a file.
     """
     run_dirs = [Path(d) for d in run_dirs]
+    out_dir = Path(out_dir)
+    if not run_dirs:
+        raise ConfigError("run_dirs must name at least one run directory (got none)")
+    seen: dict[Path, Path] = {}
+    for d in run_dirs:
+        key = d.resolve()
+        if key in seen:
+            raise ConfigError(
+                f"run directory {str(d)!r} is given twice (got {str(seen[key])!r} and {str(d)!r})"
+            )
+        seen[key] = d
+    _check_out_dir(out_dir)
     summaries = [read_summary(d) for d in run_dirs]
+    metrics = [read_metrics(d, "epoch") for d in run_dirs]
+    labels = run_labels(run_dirs)
     header = (
-        "| run | optimizer | backend | schedule | epochs | test acc | test loss | best val acc "
-        "| majority rate | s/epoch |"
+        "| run | config | optimizer | backend | schedule | epochs | test acc | test loss "
+        "| best val acc | majority rate | s/epoch |"
     )
     rows = [header, "|" + "---|" * header.count(" | ") + "---|"]
-    for d, s in zip(run_dirs, summaries, strict=True):
+    for label, s in zip(labels, summaries, strict=True):
         final = s.get("final", {})
         rows.append(
             "| "
             + " | ".join(
                 [
-                    str(s.get("name") or d.name),
+                    label,
+                    _fmt(s.get("name")),
                     _fmt(s.get("optimizer")),
                     _fmt(s.get("backend")),
                     _fmt(s.get("schedule")),
@@ -340,15 +411,12 @@ def compare_runs(
             + " |"
         )
     table = "\n".join(rows) + "\n"
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [atomic_write_bytes(out_dir / "comparison.md", table.encode())]
 
     plt = _pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for d, s in zip(run_dirs, summaries, strict=True):
-        epochs = read_metrics(d, "epoch")
-        label = str(s.get("name") or d.name)
+    for label, epochs in zip(labels, metrics, strict=True):
         key = "test" if any("test_accuracy" in r for r in epochs) else "train"
         ax_loss.plot(*_series(epochs, f"{key}_loss"), marker="o", ms=3, label=label)
         ax_acc.plot(*_series(epochs, f"{key}_accuracy"), marker="o", ms=3, label=label)
@@ -359,4 +427,4 @@ def compare_runs(
         ax.legend(fontsize="small")
     fig.tight_layout()
     files.append(_save(fig, out_dir / "comparison.png", plt))
-    return {"table": table, "files": files}
+    return {"table": table, "files": files, "labels": labels}

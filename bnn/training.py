@@ -32,7 +32,14 @@ Reproducibility: the same seed gives the same records. The data order of epoch `
 from a generator seeded by ``(seed, e)``, the global torch/numpy/python RNG states go into every
 checkpoint, and QPSBGD derives its annealer seed from ``(seed, step, layer)``; so a run
 interrupted (SIGINT/SIGTERM, at a step boundary) and resumed ends with exactly the records of
-an uninterrupted run, wall-clock times aside.
+an uninterrupted run, wall-clock times aside. Torch's CPU thread count is part of that state
+(its float reductions split by thread): :func:`fit` keeps the count it started with for the
+whole run, whatever a backend's native thread pool does to it.
+
+Run directories: a directory is kept only once it holds a checkpoint of the run. A fresh run
+that fails before its first checkpoint (bad data, a backend that fails at the first solve, ...)
+leaves no folder behind (:func:`train_from_config` removes what it created, and only that), so
+the corrected command can run into the same ``--run-dir``.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import random
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -640,6 +648,10 @@ def fit(
     status = "completed"
     t_run = time.perf_counter() - elapsed
     model.train()
+    # Torch's CPU thread count decides how its float reductions are split, so it must stay the
+    # same for the whole run (and equal to the resumed run's): a native thread pool started
+    # inside a step (numba's OpenMP layer calls omp_set_num_threads) may not change it.
+    threads = torch.get_num_threads()
     try:
         with _signal_guard(handle_signals) as stop:
             for epoch in range(start_epoch, epochs):
@@ -659,6 +671,8 @@ def fit(
                         active = plan.active(epoch, step)
                         inactive = [n for n in layers if n not in active]
                         before = _sign_snapshot(layers)
+                        if torch.get_num_threads() != threads:
+                            torch.set_num_threads(threads)
                         holder = _train_step(
                             model, optimizer, data, batches[b], loss_fn, layers, inactive
                         )
@@ -927,6 +941,109 @@ def _check_writable(run_dir: Path) -> None:
         )
 
 
+#: What a run writes into its run directory; a fresh ``output.overwrite`` run replaces these.
+_RUN_OUTPUTS = (
+    *_RUN_FILES,
+    "eval.json",
+    "curves.png",
+    "flip_ratio.png",
+    "solver_time.png",
+    "tensorboard",
+)
+
+
+def _file_id(path: Path) -> tuple[int, int, int] | None:
+    """Identity of a file version (inode, mtime, size); None when it does not exist."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+class _RunDirGuard:
+    """Leaves a run directory as it was unless the run writes a checkpoint.
+
+    A run directory is worth keeping once it holds a checkpoint of the run: before that there
+    is nothing to resume, evaluate or compare, and a stub folder would make the corrected rerun
+    refuse it (it "already holds a run") while ``--resume`` finds no checkpoint.
+
+    :meth:`enter` creates the folder and its missing parents (remembering which). For a fresh
+    run it moves the outputs of an old run (``output.overwrite``) into a hidden folder
+    ``.bnn-saved-*`` inside it; for a resume it copies there the files the resumed run rewrites
+    (``config.toml``, ``metrics.jsonl``). :meth:`exit` keeps the run when a checkpoint was
+    written since :meth:`enter` (and deletes the hidden folder); otherwise it deletes every
+    entry that appeared in the run directory since :meth:`enter`, puts the saved files back and
+    removes the folders it created, if empty. It deletes nothing it did not create.
+    """
+
+    def __init__(self, run_dir: Path, *, resume: bool) -> None:
+        self.run_dir = run_dir
+        self.resume = resume
+        self.created: list[Path] = []
+        self.saved: Path | None = None
+        self.before: set[str] | None = None  # entries at enter
+        self.checkpoint: tuple[int, int, int] | None = None
+
+    def enter(self) -> None:
+        missing = []
+        probe = self.run_dir
+        while not probe.exists() and probe.parent != probe:
+            missing.append(probe)
+            probe = probe.parent
+        try:
+            for folder in reversed(missing):
+                try:
+                    folder.mkdir()
+                except FileExistsError:  # made by someone else meanwhile: not ours
+                    continue
+                self.created.append(folder)
+            self.checkpoint = _file_id(self.run_dir / CHECKPOINT_NAME)
+            names = (CONFIG_NAME, METRICS_NAME) if self.resume else _RUN_OUTPUTS
+            present = [n for n in names if (self.run_dir / n).exists()]
+            if present:
+                self.saved = Path(tempfile.mkdtemp(prefix=".bnn-saved-", dir=self.run_dir))
+                for n in present:
+                    if self.resume:
+                        shutil.copy2(self.run_dir / n, self.saved / n)
+                    else:
+                        os.replace(self.run_dir / n, self.saved / n)
+            self.before = set(os.listdir(self.run_dir))
+        except OSError as exc:
+            self._undo()
+            raise ConfigError(
+                f"cannot prepare output.run_dir {str(self.run_dir)!r}: {exc}"
+            ) from None
+
+    def exit(self) -> bool:
+        """Keep the run (True) if it wrote a checkpoint, else undo everything (False)."""
+        now = _file_id(self.run_dir / CHECKPOINT_NAME)
+        if now is not None and now != self.checkpoint:
+            if self.saved is not None:
+                shutil.rmtree(self.saved, ignore_errors=True)
+            return True
+        self._undo()
+        return False
+
+    def _undo(self) -> None:
+        if self.before is not None and self.run_dir.is_dir():
+            for name in set(os.listdir(self.run_dir)) - self.before:
+                path = self.run_dir / name
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        if self.saved is not None and self.saved.is_dir():
+            for name in os.listdir(self.saved):
+                os.replace(self.saved / name, self.run_dir / name)
+            self.saved.rmdir()
+        for folder in reversed(self.created):
+            try:
+                folder.rmdir()  # only when empty
+            except OSError:
+                break
+
+
 def train_from_config(
     cfg: RunConfig,
     *,
@@ -938,7 +1055,11 @@ def train_from_config(
     """Run (or resume) the training described by ``cfg`` in ``cfg.output.run_dir``.
 
     Everything that can fail on bad input (run directory, checkpoint, config compatibility,
-    dataset, model, optimizer, backend) is checked before any file is written.
+    dataset, model, optimizer, backend) is checked before any file is written. A fresh run
+    goes into a new or empty directory (or, with ``output.overwrite``, replaces only a run's
+    own files there). A run that fails before it writes its first checkpoint (e.g. a backend
+    that fails at the first solve) leaves the directory as it found it: the folders and files
+    it created are removed, replaced or rewritten files are put back.
 
     Args:
         cfg: A validated config.
@@ -955,9 +1076,9 @@ def train_from_config(
         The run summary (see :func:`fit`).
 
     Raises:
-        ConfigError: the run directory holds a run (fresh start without ``output.overwrite``),
-            is not writable, or the config changed incompatibly; bad dataset/model/optimizer
-            options; unknown backend.
+        ConfigError: the run directory is not empty (fresh start without
+            ``output.overwrite``), is not writable, or holds no checkpoint to resume, or the
+            config changed incompatibly; bad dataset/model/optimizer options; unknown backend.
         CheckpointError: resume from a missing or corrupt checkpoint.
         FileNotFoundError: a dataset file is missing.
     """
@@ -966,6 +1087,12 @@ def train_from_config(
     if resume:
         if not run_dir.is_dir():
             raise ConfigError(f"cannot resume: run directory {str(run_dir)!r} does not exist")
+        if not (run_dir / CHECKPOINT_NAME).exists() and not (run_dir / PREVIOUS_NAME).exists():
+            raise ConfigError(
+                f"cannot resume {str(run_dir)!r}: it holds no {CHECKPOINT_NAME} (the run "
+                "stopped before its first checkpoint, so there is nothing to resume); start it "
+                f"again with: bnn train {run_dir / CONFIG_NAME} --set output.overwrite=true"
+            )
         state = load_checkpoint(run_dir)
         saved = state.get("config")
         if saved is not None:
@@ -983,13 +1110,27 @@ def train_from_config(
                 f"train.epochs must be >= the {state['epoch']} epochs already done in "
                 f"{str(run_dir)!r} (got {cfg.train.epochs})"
             )
-    else:
-        existing = run_files(run_dir) if run_dir.is_dir() else []
-        if existing and not cfg.output.overwrite:
+    elif run_dir.is_dir() and not cfg.output.overwrite:
+        existing = run_files(run_dir)
+        if CHECKPOINT_NAME in existing or PREVIOUS_NAME in existing:
             raise ConfigError(
                 f"run directory {str(run_dir)!r} already holds a run ({', '.join(existing)}); "
                 f"resume it with: bnn train --resume {run_dir}; or pick another --run-dir, "
                 "or set output.overwrite=true"
+            )
+        if existing:
+            raise ConfigError(
+                f"run directory {str(run_dir)!r} holds a run that never wrote a checkpoint "
+                f"({', '.join(existing)}): there is nothing to resume; pick another --run-dir, "
+                "or set output.overwrite=true to replace it"
+            )
+        others = sorted(os.listdir(run_dir))
+        if others:
+            shown = ", ".join(others[:5]) + (f", ... ({len(others)} entries)" if others[5:] else "")
+            raise ConfigError(
+                f"output.run_dir {str(run_dir)!r} must be a new or empty directory (got one "
+                f"holding {shown}); pick another --run-dir, or set output.overwrite=true (which "
+                "replaces only a run's own files)"
             )
     _check_writable(run_dir)
 
@@ -1000,17 +1141,31 @@ def train_from_config(
     model = build_model(cfg, dataset)
     optimizer = build_optimizer(cfg, model)
 
+    guard = _RunDirGuard(run_dir, resume=resume)
+    guard.enter()
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create output.run_dir {str(run_dir)!r}: {exc}") from None
-    if not resume:
-        for n in run_files(run_dir):
-            (run_dir / n).unlink()
-        for png in ("curves.png", "flip_ratio.png", "solver_time.png"):
-            (run_dir / png).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
-    cfg.save(run_dir / CONFIG_NAME)
+        cfg.save(run_dir / CONFIG_NAME)
+        summary = _fit_config(
+            cfg, model, optimizer, dataset, run_dir, state, quiet, callbacks, handle_signals
+        )
+    except BaseException:
+        guard.exit()  # keeps the run only if it wrote a checkpoint
+        raise
+    guard.exit()
+    return summary
+
+
+def _fit_config(
+    cfg: RunConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    dataset: Any,
+    run_dir: Path,
+    state: Mapping[str, Any] | None,
+    quiet: bool,
+    callbacks: Sequence[Callback],
+    handle_signals: bool,
+) -> dict[str, Any]:
     return fit(
         model,
         optimizer,

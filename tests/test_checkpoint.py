@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 
 import numpy as np
 import pytest
@@ -116,7 +117,9 @@ def test_truncated_checkpoint_gives_a_clear_error_and_names_the_previous(tmp_pat
     path = tmp_path / CHECKPOINT_NAME
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(
-        CheckpointError, match=r"is corrupt or truncated.*previous checkpoint .*prev\.pt.* is kept"
+        CheckpointError,
+        match=r"is corrupt or not a qsgd checkpoint: a truncated zip archive \(100 bytes; got "
+        r"RuntimeError: .*\); the previous checkpoint .*prev\.pt.* is kept",
     ):
         load_checkpoint(tmp_path)
     assert float(load_checkpoint(tmp_path / PREVIOUS_NAME)["model"]["w"][0, 0]) == 1.0
@@ -126,7 +129,13 @@ def test_missing_and_foreign_checkpoints(tmp_path):
     with pytest.raises(CheckpointError, match=r"no checkpoint at '.*checkpoint\.pt'"):
         load_checkpoint(tmp_path)
     torch.save({"hello": 1}, tmp_path / CHECKPOINT_NAME)
-    with pytest.raises(CheckpointError, match=r"is not a bnn checkpoint of format 1"):
+    with pytest.raises(
+        CheckpointError, match=r"is not a qsgd checkpoint of format 1 \(got format_version None\)"
+    ):
+        load_checkpoint(tmp_path)
+    (tmp_path / CHECKPOINT_NAME).unlink()
+    (tmp_path / CHECKPOINT_NAME).mkdir()
+    with pytest.raises(CheckpointError, match=r"checkpoint '.*checkpoint\.pt' is not a file"):
         load_checkpoint(tmp_path)
 
 
@@ -140,8 +149,55 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path):
     (tmp_path / CHECKPOINT_NAME).write_bytes(
         pickle.dumps({"format_version": 1, "x": Evil()}, protocol=2)
     )
-    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+    with pytest.raises(CheckpointError, match="corrupt or not a qsgd checkpoint") as err:
         load_checkpoint(tmp_path)
+    assert "WeightsUnpickler error: Unsupported global: GLOBAL print was not an allowed" in str(
+        err.value
+    )
+    assert "weights_only" not in str(err.value) and "\x1b" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"", r"\(0 bytes; got EOFError: the file ends early\)"),
+        (b"PK\x03\x04truncated", r": a truncated zip archive \(13 bytes; got RuntimeError: "),
+        (b"\x80\x02garbage", r"\(9 bytes; got UnpicklingError: WeightsUnpickler error: "),
+    ],
+)
+def test_corrupt_checkpoint_message_is_one_clean_line(tmp_path, content, expected):
+    """No torch advice to load with weights_only=False, no escapes, no line breaks, no warnings."""
+    import warnings
+
+    (tmp_path / CHECKPOINT_NAME).write_bytes(content)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "Detected pickle protocol" warning stays inside
+        with pytest.raises(CheckpointError) as err:
+            load_checkpoint(tmp_path)
+    message = str(err.value)
+    assert message.startswith(f"checkpoint {str(tmp_path / CHECKPOINT_NAME)!r} is corrupt or ")
+    assert re.search(expected, message), message
+    assert "weights_only" not in message and "trusted source" not in message
+    assert "\n" not in message and "\x1b" not in message and "http" not in message
+
+
+def test_load_error_detail_strips_advice_and_escapes():
+    exc = RuntimeError(
+        "\x1b[31mWeights only load failed.\x1b[0m Re-running `torch.load` with `weights_only` "
+        "set to `False` will likely succeed. Do it only if you got the file from a trusted "
+        "source.\n\nTrying to load unsupported GLOBAL os.system\n\nCheck the documentation "
+        "of torch.load at https://pytorch.org/docs."
+    )
+    assert ckpt._load_error_detail(exc) == "Trying to load unsupported GLOBAL os.system"
+
+
+def test_atomic_files_get_the_umask_mode_not_mkstemp_0600(tmp_path):
+    mask = os.umask(0o022)
+    os.umask(mask)
+    atomic_write_bytes(tmp_path / "a.txt", b"x")
+    save_checkpoint(tmp_path, sample_state())
+    for name in ("a.txt", CHECKPOINT_NAME):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
 
 
 def test_atomic_write_bytes_failure_keeps_the_old_file(tmp_path, monkeypatch):

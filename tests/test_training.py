@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import torch
 
 from bnn.checkpoint import CHECKPOINT_NAME, PREVIOUS_NAME, CheckpointError, load_checkpoint
 from bnn.config import RunConfig
-from bnn.records import compare_runs, read_metrics, read_summary, strip_timings
+from bnn.records import compare_runs, read_metrics, read_summary, run_labels, strip_timings
 from bnn.training import (
     build_dataset,
     build_model,
@@ -139,7 +140,9 @@ def test_resume_from_a_corrupt_checkpoint_keeps_the_previous_one(tmp_path):
     run = tmp_path / "run"
     (run / CHECKPOINT_NAME).write_bytes(b"\x80\x02garbage")
     prev = (run / PREVIOUS_NAME).read_bytes()
-    with pytest.raises(CheckpointError, match=r"corrupt or truncated.*checkpoint\.prev\.pt"):
+    with pytest.raises(
+        CheckpointError, match=r"corrupt or not a qsgd checkpoint.*checkpoint\.prev\.pt"
+    ):
         resume_run(run, quiet=True)
     assert (run / PREVIOUS_NAME).read_bytes() == prev
 
@@ -166,6 +169,98 @@ def test_unwritable_or_file_run_dir_is_refused_before_anything_runs(tmp_path, mo
     with pytest.raises(ConfigError, match=r"output\.run_dir '.*' is not writable"):
         train_from_config(tiny(tmp_path), quiet=True)
     assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------- run directories
+class _Boom(RuntimeError):
+    pass
+
+
+def _fail_at(step):
+    """A callback that fails like a backend error at ``step`` (after its record is written)."""
+
+    def callback(kind, record):
+        if kind == "step" and record["step"] == step:
+            raise _Boom(f"failed at step {step}")
+
+    return callback
+
+
+def _files(folder):
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def test_run_failing_before_its_first_checkpoint_leaves_no_folder(tmp_path):
+    run = tmp_path / "runs" / "deep" / "run"
+    cfg = tiny(tmp_path, f"output.run_dir={run}")
+    with pytest.raises(_Boom):
+        train_from_config(cfg, quiet=True, callbacks=[_fail_at(2)])
+    assert not (tmp_path / "runs").exists()  # the folders it created are gone, tmp_path is not
+    assert train_from_config(cfg, quiet=True)["status"] == "completed"  # the rerun is accepted
+
+
+def test_failing_run_in_an_existing_empty_folder_keeps_the_folder_empty(tmp_path):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(_Boom):
+        train_from_config(tiny(tmp_path), quiet=True, callbacks=[_fail_at(1)])
+    assert (tmp_path / "run").is_dir() and not list((tmp_path / "run").iterdir())
+
+
+def test_failing_overwrite_run_puts_the_old_run_back(tmp_path):
+    train_from_config(tiny(tmp_path, "train.epochs=1"), quiet=True)
+    run = tmp_path / "run"
+    evaluate_run(run)
+    (run / "notes.txt").write_text("mine")
+    before = _files(run)
+    cfg = tiny(tmp_path, "output.overwrite=true", "train.seed=3", "output.tensorboard=true")
+    with pytest.raises(_Boom):
+        train_from_config(cfg, quiet=True, callbacks=[_fail_at(2)])
+    assert _files(run) == before and sorted(p.name for p in run.iterdir()) == sorted(before)
+    summary = train_from_config(cfg, quiet=True)  # an overwrite that works replaces the run
+    assert summary["seed"] == 3 and not (run / "eval.json").exists()
+    assert (run / "notes.txt").read_text() == "mine"  # not a run file: left alone
+    assert not [p for p in run.iterdir() if p.name.startswith(".bnn-saved-")]
+
+
+def test_failing_resume_restores_config_and_metrics(tmp_path):
+    train_from_config(tiny(tmp_path, "train.epochs=1"), quiet=True)
+    run = tmp_path / "run"
+    before = _files(run)
+    with pytest.raises(_Boom):
+        resume_run(run, ["train.epochs=3"], quiet=True, callbacks=[_fail_at(4)])
+    assert _files(run) == before and sorted(p.name for p in run.iterdir()) == sorted(before)
+
+
+def test_run_failing_after_a_checkpoint_is_kept_and_resumes(tmp_path):
+    cfg = tiny(tmp_path, "train.epochs=3")
+    full = train_from_config(tiny(tmp_path, "train.epochs=3", run="full"), quiet=True)
+    with pytest.raises(_Boom):
+        train_from_config(cfg, quiet=True, callbacks=[_fail_at(5)])  # epoch 2, batch 2
+    assert load_checkpoint(tmp_path / "run")["epoch"] == 1
+    resumed = resume_run(tmp_path / "run", quiet=True)
+    assert comparable(resumed) | {"name": 0} == comparable(full) | {"name": 0}
+    assert strip_timings(read_metrics(tmp_path / "run")) == strip_timings(
+        read_metrics(tmp_path / "full")
+    )
+
+
+def test_fresh_run_refuses_a_stub_or_a_foreign_folder_and_resume_says_why(tmp_path):
+    stub = tmp_path / "stub"
+    stub.mkdir()
+    tiny(tmp_path, run="stub").save(stub / "config.toml")
+    (stub / "metrics.jsonl").write_text("")
+    with pytest.raises(ConfigError, match=r"holds a run that never wrote a checkpoint \(config"):
+        train_from_config(tiny(tmp_path, run="stub"), quiet=True)
+    with pytest.raises(ConfigError, match=r"it holds no checkpoint\.pt .*nothing to resume"):
+        resume_run(stub, quiet=True)
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"must be a new or empty directory \(got one holding"):
+        train_from_config(tiny(tmp_path, run="own"), quiet=True)
+    assert _files(tmp_path / "own") == {"notes.txt": b"mine"}
+    assert train_from_config(tiny(tmp_path, "output.overwrite=true", run="stub"), quiet=True)
 
 
 # --------------------------------------------------------------------- schedules
@@ -325,6 +420,42 @@ def test_eval_plots_and_compare(tmp_path):
     assert json.loads((tmp_path / "a" / "eval.json").read_text())["epoch"] == 2
     out = compare_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "cmp")
     lines = out["table"].splitlines()
-    assert len(lines) == 4 and lines[2].startswith("| a | qpsbgd | neal |")
-    assert lines[3].startswith("| b | signsgd | - |")
+    assert len(lines) == 4 and lines[2].startswith("| a | a | qpsbgd | neal |")
+    assert lines[3].startswith("| b | b | signsgd | - |")
     assert (tmp_path / "cmp" / "comparison.png").exists()
+
+
+def test_compare_labels_runs_by_folder_not_by_config_name(tmp_path):
+    """Two runs of one config (same ``name``) stay apart: rows say which folder they come from."""
+    for seed, folder in ((0, "s0"), (1, "s1")):
+        cfg = tiny(
+            tmp_path, f"train.seed={seed}", "train.epochs=1", f"output.run_dir={tmp_path / folder}"
+        )
+        train_from_config(cfg, quiet=True)
+    out = compare_runs([tmp_path / "s0", tmp_path / "s1"], tmp_path / "cmp")
+    rows = out["table"].splitlines()[2:]
+    assert out["labels"] == ["s0", "s1"]
+    assert rows[0].startswith("| s0 | run | qpsbgd |") and rows[1].startswith("| s1 | run |")
+    assert rows[0] != rows[1]
+
+
+def test_run_labels_use_relative_paths_when_folder_names_clash(tmp_path):
+    a, b, c = tmp_path / "lr0.1" / "seed0", tmp_path / "lr1" / "seed0", tmp_path / "other"
+    assert run_labels([a, b, c]) == ["lr0.1/seed0", "lr1/seed0", "other"]
+    assert run_labels([a, c]) == ["seed0", "other"]
+    assert run_labels(["."]) == [Path.cwd().name]
+
+
+def test_compare_rejects_a_run_given_twice_and_an_out_file(tmp_path):
+    train_from_config(tiny(tmp_path, "train.epochs=1"), quiet=True)
+    run = tmp_path / "run"
+    (tmp_path / "x").mkdir()
+    with pytest.raises(ConfigError, match=r"run directory '.*x/\.\./run' is given twice \(got"):
+        compare_runs([run, tmp_path / "x" / ".." / "run"], tmp_path / "cmp")
+    (tmp_path / "afile").write_text("keep")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        with pytest.raises(
+            ConfigError, match=r"must be a directory \(got '.*afile', which is a file\)"
+        ):
+            compare_runs([run], out)
+    assert (tmp_path / "afile").read_text() == "keep" and not (tmp_path / "cmp").exists()

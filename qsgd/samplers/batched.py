@@ -29,13 +29,22 @@ and one 64-bit seed per chain are drawn. The numba kernels give each chain its o
 so results do not depend on thread scheduling or the number of threads. The torch
 path draws its uniforms from its own seeded :class:`torch.Generator`; it agrees with the numba
 path in distribution (energy quality), not bit for bit.
+
+Side effects: none on the caller's threads. Numba's OpenMP threading layer calls
+``omp_set_num_threads(NUMBA_NUM_THREADS)`` when its thread pool starts (the first parallel
+kernel call in a process), which silently resets torch's intra-op thread count (torch uses the
+same OpenMP runtime) to the number of cores. :meth:`BatchedAnnealer.sample_batch` restores
+torch's count after its kernels run, so a ``torch.set_num_threads(1)`` made before training
+holds, and torch's float reductions (batch norm, Adam) round the same way in every step.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import dimod
@@ -106,6 +115,26 @@ def _schedule(beta_range: np.ndarray, num_sweeps: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- numba kernels
+
+
+@contextmanager
+def _keep_torch_threads() -> Iterator[None]:
+    """Undo a change of torch's intra-op thread count made by the numba kernels run inside.
+
+    The first parallel numba call of a process starts numba's thread pool; with the OpenMP
+    threading layer that calls ``omp_set_num_threads(NUMBA_NUM_THREADS)`` on the calling thread,
+    which is torch's thread count too (``torch.get_num_threads`` jumps from, e.g., 1 to the
+    number of cores). Torch then splits its CPU reductions differently and results change in
+    the last bits: a run that reaches its first annealer call in a fresh process (a resumed
+    run) diverges from one that started in it earlier. Only acts when torch is already imported.
+    """
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if torch is not None and torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 @njit(cache=True, inline="always")
@@ -592,11 +621,12 @@ class BatchedAnnealer(dimod.Sampler):
         if dev == "numba":
             seeds = rng.integers(0, 2**64, size=m * num_reads, dtype=np.uint64, endpoint=False)
             h = np.ascontiguousarray(batch.h, dtype=np.float64)
-            if use_factor:
-                spins = _run_factor_numba(batch, betas, spins, seeds, num_reads)
-            else:
-                J = np.ascontiguousarray(batch.J, dtype=np.float64)
-                _anneal_dense(h, J, betas, spins, seeds, num_reads)
+            with _keep_torch_threads():
+                if use_factor:
+                    spins = _run_factor_numba(batch, betas, spins, seeds, num_reads)
+                else:
+                    J = np.ascontiguousarray(batch.J, dtype=np.float64)
+                    _anneal_dense(h, J, betas, spins, seeds, num_reads)
             device_name = "numba-cpu"
         else:
             torch_seed = int(rng.integers(0, 2**63 - 1))
