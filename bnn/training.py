@@ -420,6 +420,29 @@ def _annealer_stats(optimizer: Any) -> tuple[float | None, float | None]:
     return (float(np.mean(energies)) if energies else None), solver
 
 
+def _solved_by(optimizer: Any) -> dict[str, int] | None:
+    """``{backend: problems}`` solved in the last step (QPSBGD's ``solved_by_counts``), or None.
+
+    This is the backend that actually solved the problems: a QPU backend's fallback shows up
+    here, not under the configured backend name.
+    """
+    stats = getattr(optimizer, "last_stats", None)
+    if not isinstance(stats, list):
+        return None
+    counts: dict[str, int] = {}
+    for s in stats:
+        if isinstance(s, Mapping) and isinstance(s.get("solved_by_counts"), Mapping):
+            for k, v in s["solved_by_counts"].items():
+                counts[str(k)] = counts.get(str(k), 0) + int(v)
+    return counts or None
+
+
+def _add_counts(total: dict[str, int], counts: Mapping[str, int] | None) -> dict[str, int]:
+    for k, v in (counts or {}).items():
+        total[k] = total.get(k, 0) + int(v)
+    return total
+
+
 def _train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -456,6 +479,7 @@ def _new_accum(names: Sequence[str]) -> dict[str, Any]:
         "energy_sum": 0.0,
         "energy_count": 0,
         "solver_time": 0.0,
+        "solved_by_counts": {},
         "time": 0.0,
     }
 
@@ -520,7 +544,10 @@ def fit(
         The summary (also written to ``run_dir/summary.json``): ``status``
         (``"completed"``/``"interrupted"``), ``epochs_completed``, ``steps``, ``final`` (the last
         evaluation: ``{train,val,test}_{loss,accuracy}``), ``best_val_accuracy``,
-        ``majority_rate``, timings, ``files``.
+        ``majority_rate``, timings, ``files``, ``backend`` (the configured one) and
+        ``solved_by``/``solved_by_counts`` (which backend actually solved how many QUBO
+        problems over the completed epochs, e.g. ``{"neal": 1200}`` when a QPU's fallback
+        took over; every step and epoch record of ``metrics.jsonl`` carries the same two keys).
 
     Raises:
         ValueError: bad arguments (the message names them).
@@ -679,6 +706,7 @@ def fit(
                         after = _sign_snapshot(layers)
                         flips = {n: float((before[n] != after[n]).float().mean()) for n in active}
                         energy, solver = _annealer_stats(optimizer)
+                        solved_by = _solved_by(optimizer)
                         loss_value = float(holder["loss"])
                         n_rows = int(holder["y"].numel())
                         correct = int((holder["out"].argmax(dim=1) == holder["y"]).sum())
@@ -695,6 +723,7 @@ def fit(
                             accum["energy_sum"] += energy
                             accum["energy_count"] += 1
                         accum["solver_time"] += solver or 0.0
+                        _add_counts(accum.setdefault("solved_by_counts", {}), solved_by)
                         accum["time"] += dt
                         record = {
                             "kind": "step",
@@ -707,6 +736,8 @@ def fit(
                             "flip_ratio": flips,
                             "best_energy": energy,
                             "solver_time": solver,
+                            "solved_by": "+".join(sorted(solved_by)) if solved_by else None,
+                            "solved_by_counts": solved_by,
                             "time": dt,
                         }
                         emit("step", record)
@@ -821,6 +852,8 @@ def _epoch_record(
         if accum["energy_count"]
         else None,
         "solver_time": accum["solver_time"],
+        "solved_by": "+".join(sorted(accum.get("solved_by_counts") or {})) or None,
+        "solved_by_counts": dict(accum.get("solved_by_counts") or {}) or None,
         "epoch_time": accum["time"],
     }
 
@@ -885,6 +918,10 @@ def _summary(
     best = max(with_val, key=lambda r: r["val_accuracy"]) if with_val else None
     from bnn.layers import binary_parameters
 
+    solved: dict[str, int] = {}
+    for r in history:
+        _add_counts(solved, r.get("solved_by_counts"))
+
     files = []
     if run_path is not None:
         files = [METRICS_NAME, SUMMARY_NAME, CHECKPOINT_NAME]
@@ -899,6 +936,8 @@ def _summary(
         "schedule": plan.kind,
         "optimizer": optimizer_name,
         "backend": backend,
+        "solved_by": "+".join(sorted(solved)) or None,
+        "solved_by_counts": solved or None,
         "final": final,
         "best_val_accuracy": best["val_accuracy"] if best else None,
         "best_epoch": best["epoch"] if best else None,

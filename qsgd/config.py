@@ -11,12 +11,13 @@ Example (TOML)::
     scheduler = "local"       # or "processes" (local Dask cluster) or "tcp://host:8786"
 
 Generic knobs (``num_reads``, ``num_sweeps``, ``seed``, ``beta_range``, ``chain_strength``,
-``annealing_time``, ``fallback``) are applied where the chosen backend has them and ignored where
-it has none (``num_sweeps`` means nothing to ``"tabu"``), so switching backends is a one-line
-change. Keys in ``options`` are strict: each must be a constructor option or a run option of
-the backend, otherwise loading fails with the key named. ``max_block_vars`` is not a sampler
-setting: the optimizer uses it to split large problems into blocks. ``scheduler`` says where
-a layer's batch is solved (see :mod:`qsgd.distributed`): ``"local"`` in-process (default),
+``annealing_time``, ``fallback``, ``timeout``, ``connect_timeout``) are applied where the chosen
+backend has them and ignored where it has none (``num_sweeps`` means nothing to ``"tabu"``), so
+switching backends is a one-line change. Keys in ``options`` are strict: each must be a
+constructor option or a run option of the backend, otherwise loading fails with the key named.
+``max_block_vars`` is not a sampler setting: the optimizer uses it to split large problems into
+blocks (unset, a backend with ``properties["max_num_variables"]`` sets it). ``scheduler`` says
+where a layer's batch is solved (see :mod:`qsgd.distributed`): ``"local"`` in-process (default),
 ``"processes"`` on a local Dask cluster, or the address of an existing Dask scheduler.
 """
 
@@ -42,7 +43,7 @@ __all__ = ["AnnealerConfig", "backend_options"]
 
 _QPU_BACKENDS = ("dwave", "mock-dwave")
 _RUN_FIELDS = ("num_reads", "num_sweeps", "seed", "beta_range", "chain_strength", "annealing_time")
-_INIT_FIELDS = ("fallback",)
+_INIT_FIELDS = ("fallback", "timeout", "connect_timeout")
 
 
 def backend_options(name: str) -> tuple[set[str], set[str]]:
@@ -90,7 +91,12 @@ class AnnealerConfig(BaseModel):
         beta_range: ``(hot, cold)`` inverse temperatures for simulated annealers
             (``None``: computed from each problem).
         max_block_vars: Split problems larger than this into blocks (used by the optimizer).
-        fallback: Backend used when a QPU is unreachable (QPU backends only).
+        fallback: Backend that solves the problems when a QPU cannot be reached (connection
+            failures only: timeouts, refused/reset connections, DNS failures); an invalid
+            token, an unknown solver or a solver failure is an error even with a fallback.
+        timeout: Seconds the ``"dwave"`` backend waits for an answer: per request and for each
+            problem's result (``None``: 60). Running out of time is a connection failure.
+        connect_timeout: Seconds the ``"dwave"`` backend waits to connect (``None``: 10).
         chain_strength: Absolute chain strength for QPU backends (``None``: torque compensation).
         annealing_time: QPU annealing time in microseconds.
         options: Backend-specific constructor or run options, validated against the backend.
@@ -117,6 +123,8 @@ class AnnealerConfig(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     scheduler: str = "local"
 
+    timeout: float | None = Field(None, gt=0)
+    connect_timeout: float | None = Field(None, gt=0)
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, value: str) -> str:

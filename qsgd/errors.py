@@ -12,6 +12,11 @@ __all__ = [
     "BackendError",
     "ProblemTooLargeError",
     "CredentialsError",
+    "QPUServiceError",
+    "QPUUnreachableError",
+    "QPUAuthenticationError",
+    "UnknownSolverError",
+    "SolverFailureError",
 ]
 
 
@@ -55,3 +60,27 @@ class ProblemTooLargeError(QSGDError, ValueError):
 
 class CredentialsError(QSGDError, RuntimeError):
     """A QPU backend has no credentials; the message says how to configure them."""
+
+
+class QPUServiceError(BackendError):
+    """The QPU cloud service answered with an error, or could not be reached.
+
+    Subclasses say which; only :class:`QPUUnreachableError` (a connection failure) is ever
+    answered by a configured ``fallback`` backend, every other one is raised even with a fallback.
+    """
+
+
+class QPUUnreachableError(QPUServiceError):
+    """A connection failure (timeout, refused/reset connection, DNS) and no ``fallback`` set."""
+
+
+class QPUAuthenticationError(QPUServiceError, CredentialsError):
+    """The QPU service rejected the API token (invalid, expired or without access)."""
+
+
+class UnknownSolverError(QPUServiceError):
+    """No solver matches the requested name/features, or the endpoint has no such resource."""
+
+
+class SolverFailureError(QPUServiceError):
+    """The solver rejected or failed the problem (bad problem, solver error, limits, 5xx)."""

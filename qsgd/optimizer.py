@@ -23,6 +23,7 @@ inputs and gradients of the same forward/backward pass.
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 from collections.abc import Callable, Mapping
@@ -37,6 +38,8 @@ from qsgd.qubo import FORMULATIONS, layer_ising, solve_blockwise
 from qsgd.samplers.registry import accepted_run_options, get_sampler, solve_batch
 
 __all__ = ["QPSBGD", "LAYER_SCHEDULES", "OTHER_OPTIMIZERS", "CURVATURE_SCALES", "fisher_curvature"]
+
+_logger = logging.getLogger(__name__)
 
 #: Accepted values of ``layer_schedule``.
 LAYER_SCHEDULES: tuple[str, ...] = ("all", "round_robin")
@@ -213,6 +216,9 @@ class QPSBGD(torch.optim.Optimizer):
         max_block_vars: If set, layers with ``fan_in > max_block_vars`` are solved block-wise
             (one sweep of :func:`qsgd.qubo.solve_blockwise` over contiguous blocks, starting
             from ``sign(-h)`` for binary_gradient and from the current weights for projected).
+            If None and the backend declares ``properties["max_num_variables"]`` (``"exact"``:
+            24; ``"mock-dwave"``/``"dwave"``: the largest clique that embeds), larger layers
+            are solved block-wise at that size, with one logged warning.
         layer_schedule: ``"all"`` or ``"round_robin"`` (one layer per step, cycling in model order).
         other_optimizer: ``"adam"``, ``"sgd"`` or None, for the non-binary parameters.
         other_lr: Learning rate of that optimiser (None: 1e-3 for Adam, 1e-2 for SGD; not
@@ -232,7 +238,11 @@ class QPSBGD(torch.optim.Optimizer):
     Attributes:
         last_stats: One dict per layer updated in the last step: ``layer``, ``step``,
             ``problems``, ``variables``, ``rows``, ``best_energy`` (mean over problems),
-            ``flip_ratio``, ``wall_time``, ``backend``, ``seed``, ``skipped``.
+            ``flip_ratio``, ``wall_time``, ``backend`` (requested), ``solved_by`` (the backend
+            that actually solved the layer's problems, e.g. a QPU backend's fallback; names
+            joined by ``"+"`` when mixed; None when skipped), ``solved_by_counts``
+            (``{name: problems}``, a block counting once per block), ``block_vars`` (the
+            block size when solved block-wise, else None), ``seed``, ``skipped``.
         sampler: The backend sampler.
         run_options: Run options passed to every solve (besides the per-step ``seed``).
 
@@ -340,6 +350,7 @@ class QPSBGD(torch.optim.Optimizer):
         if seed is None:
             seed = cfg_seed
         self.max_block_vars = max_block_vars if max_block_vars is not None else cfg_block
+        self._auto_block: int | None | bool = False  # False: not looked up yet
         self.layer_schedule = layer_schedule
         self.other_optimizer_name = other_optimizer
         if other_lr is None:
@@ -460,6 +471,9 @@ class QPSBGD(torch.optim.Optimizer):
             "flip_ratio": 0.0,
             "wall_time": 0.0,
             "backend": self.backend_name,
+            "solved_by": None,
+            "solved_by_counts": {},
+            "block_vars": None,
             "seed": seed,
             "skipped": False,
         }
@@ -491,7 +505,9 @@ class QPSBGD(torch.optim.Optimizer):
         run = dict(self.run_options)
         if self._seed_accepted:
             run["seed"] = seed
-        if self.max_block_vars is not None and n > self.max_block_vars:
+        counts: dict[str, int] = {}
+        limit = self._block_limit(name, n)
+        if limit is not None and n > limit:
             initial = (
                 np.where(batch.h <= 0, 1, -1)
                 if formulation == "binary_gradient"
@@ -502,14 +518,20 @@ class QPSBGD(torch.optim.Optimizer):
             def solve(sub):
                 res = solve_batch(self.sampler, sub, **run)
                 times.append(float(res.info.get("wall_time", 0.0)))
+                for k, v in res.info["solved_by_counts"].items():
+                    counts[k] = counts.get(k, 0) + int(v)
                 return res
 
-            spins, energies = solve_blockwise(batch, solve, self.max_block_vars, initial)
+            spins, energies = solve_blockwise(batch, solve, limit, initial)
             wall = float(sum(times))
+            record["block_vars"] = int(limit)
         else:
             result = solve_batch(self.sampler, batch, **run)
             spins, energies = result.best, result.best_energy
             wall = float(result.info.get("wall_time", 0.0))
+            counts = dict(result.info["solved_by_counts"])
+        record["solved_by"] = "+".join(sorted(counts))
+        record["solved_by_counts"] = counts
         d = torch.as_tensor(np.asarray(spins), dtype=p.dtype, device=p.device)
         if formulation == "binary_gradient":
             clip = float(group["latent_clip"])
@@ -529,6 +551,34 @@ class QPSBGD(torch.optim.Optimizer):
             wall_time=wall,
         )
         return record
+
+    def _block_limit(self, layer: str, n: int) -> int | None:
+        """``max_block_vars``, or else the backend's ``properties["max_num_variables"]``."""
+        if self.max_block_vars is not None:
+            return self.max_block_vars
+        if self._auto_block is False:
+            try:
+                props = self.sampler.properties
+            except Exception:  # a backend whose properties cannot be read declares nothing
+                props = {}
+            cap = props.get("max_num_variables") if isinstance(props, Mapping) else None
+            ok = isinstance(cap, numbers.Integral) and not isinstance(cap, bool) and cap > 1
+            self._auto_block = int(cap) if ok else None
+            self._auto_warned = False
+        limit = self._auto_block
+        if limit is not None and n > limit and not self._auto_warned:
+            self._auto_warned = True
+            _logger.warning(
+                "backend %r solves at most %d variables: layer %r (%d) and any larger layer "
+                "are solved block-wise with max_block_vars=%d (set annealer.max_block_vars "
+                "to choose the block size)",
+                self.backend_name,
+                limit,
+                layer,
+                n,
+                limit,
+            )
+        return limit
 
     # ------------------------------------------------------------------ torch contract
 

@@ -276,12 +276,20 @@ def test_dwave_refuses_a_token_in_our_config():
 
 
 def _unreachable(**config):
-    raise OSError("API request timed out")  # what dwave-cloud-client's RequestTimeout is
+    from dwave.cloud.exceptions import RequestTimeout
+
+    try:  # what dwave-cloud-client raises for a refused connection
+        raise ConnectionRefusedError(111, "Connection refused")
+    except ConnectionRefusedError as exc:
+        raise RequestTimeout() from exc
 
 
 def test_dwave_unreachable_raises_backend_error():
     pytest.importorskip("dwave.system")
-    with pytest.raises(BackendError, match=r"QPU unreachable .*fallback='neal'"):
+    with pytest.raises(
+        BackendError,
+        match=r"QPU unreachable .*fallback='neal'.*\(got RequestTimeout: .*ConnectionRefusedError",
+    ):
         get_sampler("dwave", connect=_unreachable)
 
 
@@ -291,8 +299,66 @@ def test_dwave_unreachable_with_fallback_warns_and_solves(caplog):
         sampler = get_sampler("dwave", connect=_unreachable, fallback="neal")
         batch = random_batch(6, 2)
         res = solve_batch(sampler, batch, num_reads=5)
-    assert "fallback 'neal'" in caplog.text and "unreachable" in caplog.text
+    assert "fallback backend 'neal'" in caplog.text and "unreachable" in caplog.text
     assert res.info["fallback"] == "neal"
+    assert res.info["solved_by"] == "neal" and res.info["solved_by_counts"] == {"neal": 2}
     np.testing.assert_allclose(res.best_energy, brute_force_minimum(batch))
     with pytest.raises(ConfigError, match=r"fallback must be one of .* \(got 'dwave'\)"):
         get_sampler("dwave", connect=_unreachable, fallback="dwave")
+
+
+@pytest.mark.parametrize("name", [b for b in available_backends() if b != "dwave"])
+def test_every_backend_says_it_solved_the_problem(name):
+    if name == "batched" and not HAS_BATCHED:
+        pytest.skip("qsgd/samplers/batched.py is not written yet")
+    sampler = get_sampler(name)
+    bqm = dimod.BQM({0: 1.0, 1: -0.5, 2: 0.25}, {(0, 1): -1.0, (1, 2): 0.5}, 0.0, "SPIN")
+    assert sampler.sample(bqm, num_reads=2).info["solved_by"] == name
+    res = solve_batch(sampler, random_batch(3, 2, seed=1), num_reads=2)
+    assert res.info["solved_by"] == name and res.info["solved_by_counts"] == {name: 2}
+
+
+def test_solve_batch_counts_each_solver_of_a_mixed_batch():
+    class Alternating(dimod.Sampler):  # stands in for a QPU that fell back half-way
+        parameters = {"num_reads": []}
+        properties: dict = {}
+
+        def __init__(self):
+            self.calls = 0
+
+        def sample(self, bqm, num_reads=1):
+            ss = dimod.ExactSolver().sample(bqm).truncate(num_reads)
+            self.calls += 1
+            if self.calls > 1:
+                ss.info["solved_by"] = "neal"
+            return ss
+
+    res = solve_batch(Alternating(), random_batch(4, 3), num_reads=1)
+    assert res.info["solved_by_counts"] == {"Alternating": 1, "neal": 2}
+    assert res.info["solved_by"] == "Alternating+neal"
+
+
+def test_optimizer_splits_layers_larger_than_the_backend_accepts(caplog):
+    import torch
+
+    from bnn.models import BinaryMLP
+    from qsgd.optimizer import QPSBGD
+
+    torch.manual_seed(0)
+    model = BinaryMLP(30, [12], 2)  # like examples/configs/default.toml: a 30-input first layer
+    opt = QPSBGD(model, lr=0.05, backend="exact", backend_options={"max_variables": 10}, seed=0)
+    assert opt.sampler.properties["max_num_variables"] == 10
+    x, y = torch.randn(16, 30), torch.randint(0, 2, (16,))
+    with caplog.at_level(logging.WARNING, logger="qsgd.optimizer"):
+        for _ in range(2):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    first, second = opt.last_stats[0], opt.last_stats[1]
+    assert first["variables"] == 30 and first["block_vars"] == 10
+    assert first["solved_by_counts"] == {"exact": 3 * first["problems"]}  # 3 blocks each
+    assert second["variables"] == 12 and second["block_vars"] == 10
+    warned = [r.getMessage() for r in caplog.records if "block-wise" in r.getMessage()]
+    assert len(warned) == 1 and "max_block_vars=10" in warned[0]
+    weights = model.net[0].effective_weight().detach()
+    assert set(weights.unique().tolist()) <= {-1.0, 1.0}

@@ -640,6 +640,7 @@ class BatchedAnnealer(dimod.Sampler):
         energies = np.take_along_axis(energies, order, axis=1)
         info = {
             "backend": "batched",
+            "solved_by": "batched",
             "wall_time": time.perf_counter() - t0,
             "device": device_name,
             "num_sweeps": num_sweeps,

@@ -1,7 +1,8 @@
 """Thin wrappers over dimod / dwave-samplers samplers that add good defaults.
 
 Each wrapper is a ``dimod.Sampler`` whose ``parameters`` are its child's. Its constructor takes
-default run settings (checked against ``parameters``); keywords given to ``sample`` win.
+default run settings (checked against ``parameters``); keywords given to ``sample`` win. Every
+returned ``SampleSet.info`` names the backend that solved it in ``info["solved_by"]``.
 Unlike plain dimod samplers, an unknown ``sample`` keyword raises :class:`~qsgd.errors.ConfigError`
 instead of being dropped with a warning, so a typo in a config never goes unnoticed.
 
@@ -113,9 +114,14 @@ class _DefaultsSampler(dimod.Sampler):
         self._check(kwargs)
         return {**self.defaults, **kwargs}
 
+    def _stamp(self, ss: dimod.SampleSet) -> dimod.SampleSet:
+        """Record which backend solved it: ``ss.info["solved_by"]`` (the registry name)."""
+        ss.info["solved_by"] = self.backend_name
+        return ss
+
     def sample(self, bqm: dimod.BinaryQuadraticModel, **kwargs: Any) -> dimod.SampleSet:
         """Sample ``bqm`` with the child sampler; defaults are overridden by ``kwargs``."""
-        return self._child.sample(bqm, **self._merged(kwargs))
+        return self._stamp(self._child.sample(bqm, **self._merged(kwargs)))
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.defaults.items())
@@ -151,7 +157,7 @@ class NealBackend(_DefaultsSampler):
             kw["beta_range"] = ising_beta_range(bqm)
         ss = self._child.sample(bqm, **kw)
         ss.info["beta_range"] = tuple(float(b) for b in kw.get("beta_range") or ())
-        return ss
+        return self._stamp(ss)
 
 
 class ExactBackend(_DefaultsSampler):
@@ -181,6 +187,11 @@ class ExactBackend(_DefaultsSampler):
     def parameters(self) -> dict[str, list]:
         return {"num_reads": [], "seed": []}
 
+    @property
+    def properties(self) -> dict[str, Any]:
+        """The base properties plus ``max_num_variables`` (the optimizer splits larger layers)."""
+        return {**super().properties, "max_num_variables": self.max_variables}
+
     def sample(self, bqm: dimod.BinaryQuadraticModel, **kwargs: Any) -> dimod.SampleSet:
         """Enumerate all states of ``bqm`` and keep the ``num_reads`` lowest."""
         kw = self._merged(kwargs)
@@ -191,7 +202,7 @@ class ExactBackend(_DefaultsSampler):
                 f"(got {n}); use an annealer backend or max_block_vars <= {self.max_variables}"
             )
         ss = self._child.sample(bqm)
-        return ss.truncate(min(int(kw["num_reads"]), len(ss)))
+        return self._stamp(ss.truncate(min(int(kw["num_reads"]), len(ss))))
 
 
 class SteepestBackend(_DefaultsSampler):

@@ -12,6 +12,12 @@ annealer solves a whole layer at once); otherwise it solves problem ``k`` of the
 recomputes the energies from the :class:`~qsgd.ising.IsingBatch` and sorts each problem's reads
 by energy.
 
+Provenance: every result says which backend actually solved it. A ``SampleSet`` carries
+``info["solved_by"]`` (the registry name, or a QPU backend's fallback when the fallback solved
+it); :func:`solve_batch` returns ``info["solved_by"]`` (the names joined by ``"+"``, sorted, when
+the problems of one batch were solved by different backends) and ``info["solved_by_counts"]``
+(``{name: problems}``). A backend that does not say is recorded under its own name.
+
 Seeds: a ``seed`` run option is the seed of the whole batch. Problem ``k`` gets the ``k``-th
 child of ``numpy.random.SeedSequence(seed)`` (a 31-bit int), so the same seed gives the same
 samples and the problems of a batch do not share random streams.
@@ -43,6 +49,7 @@ __all__ = [
     "check_run_options",
     "problem_seeds",
     "solve_batch",
+    "solved_by_counts",
 ]
 
 Factory = Callable[..., dimod.Sampler]
@@ -302,8 +309,10 @@ def solve_batch(sampler: dimod.Sampler, batch: IsingBatch, **run_options: Any) -
             be in ``sampler.parameters``. ``seed`` seeds the whole batch (see module docstring).
 
     Returns:
-        :class:`BatchResult` with reads sorted by energy; ``info`` holds ``backend``,
-        ``wall_time`` (s), ``num_reads`` and backend figures (e.g. ``chain_break_fraction``,
+        :class:`BatchResult` with reads sorted by energy; ``info`` holds ``backend`` (the
+        requested one), ``solved_by`` and ``solved_by_counts`` (which backend actually solved
+        the problems, see the module docstring), ``wall_time`` (s), ``num_reads`` and backend
+        figures (e.g. ``chain_break_fraction``,
         ``reported_energy_max_abs_error``).
 
     Raises:
@@ -339,6 +348,9 @@ def solve_batch(sampler: dimod.Sampler, batch: IsingBatch, **run_options: Any) -
     samples = np.take_along_axis(samples, order[:, :, None], axis=1)
     energies = np.take_along_axis(energies, order, axis=1)
     info.setdefault("backend", name)
+    counts = solved_by_counts(info, default=name, num_problems=batch.num_problems)
+    info["solved_by_counts"] = counts
+    info["solved_by"] = "+".join(sorted(counts))
     info["wall_time"] = time.perf_counter() - t0
     info["num_reads"] = int(samples.shape[1])
     return BatchResult(samples=samples, energies=energies, info=info)
@@ -364,7 +376,54 @@ def solve_each(
         per_samples.append(s)
         per_reported.append(e)
         infos.append(ss.info)
-    return _stack_padded(per_samples), _stack_padded(per_reported), _merge_infos(infos)
+    info = _merge_infos(infos)
+    # one name per problem (a list of length m, so chunked solves concatenate it in order)
+    info["solved_by"] = [str(i.get("solved_by") or _name_of(sampler)) for i in infos]
+    info.pop("solved_by_counts", None)
+    return _stack_padded(per_samples), _stack_padded(per_reported), info
+
+
+def solved_by_counts(info: Mapping[str, Any], *, default: str, num_problems: int) -> dict[str, int]:
+    """``{backend name: problems}`` from a batch ``info``, whatever form the solver left it in.
+
+    Reads ``info["solved_by_counts"]`` (a dict, or a list of dicts from merged chunks, summed) or
+    else ``info["solved_by"]`` (one name for all problems, a per-problem list of names, or a
+    list of per-chunk entries); when neither is there all ``num_problems`` count for ``default``.
+
+    Example:
+        >>> solved_by_counts({"solved_by": ["dwave", "neal", "neal"]}, default="x", num_problems=3)
+        {'dwave': 1, 'neal': 2}
+    """
+    counts: dict[str, int] = {}
+
+    def add(name: Any, k: int) -> None:
+        counts[str(name)] = counts.get(str(name), 0) + int(k)
+
+    given = info.get("solved_by_counts")
+    if isinstance(given, Mapping):
+        given = [given]
+    if isinstance(given, list) and given and all(isinstance(g, Mapping) for g in given):
+        for g in given:
+            for name, k in g.items():
+                add(name, k)
+        return counts
+    raw = info.get("solved_by")
+    if isinstance(raw, str) and raw:
+        add(raw, num_problems)
+    elif (
+        isinstance(raw, (list, tuple))
+        and len(raw) == num_problems
+        and all(isinstance(r, str) for r in raw)
+    ):
+        for r in raw:
+            add(r, 1)
+    elif isinstance(raw, (list, tuple)) and raw:
+        # per-chunk names of unknown chunk sizes: the whole batch under the joined names
+        names = sorted({str(r) for r in raw if isinstance(r, str)}) or [str(default)]
+        add("+".join(names), num_problems)
+    else:
+        add(default, num_problems)
+    return counts
 
 
 def _stack_padded(rows: list[np.ndarray]) -> np.ndarray:
