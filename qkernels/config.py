@@ -35,6 +35,7 @@ from qkernels.ansatz import ANSATZE
 from qkernels.datasets import DATASETS, check_dataset_args, dataset_features
 from qkernels.device import DEVICES
 from qkernels.training import OPTIMIZERS
+from qsgd.distributed import DaskConfig
 from qsgd.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -48,6 +49,7 @@ __all__ = [
     "KernelConfig",
     "TrainingConfig",
     "ModelConfig",
+    "BaselinesConfig",
     "ExperimentConfig",
     "MAX_WIRES",
     "format_validation_error",
@@ -122,13 +124,20 @@ class AnsatzConfig(_Strict):
 
 
 class KernelConfig(_Strict):
-    """Kernel settings shared by all runs."""
+    """Kernel settings shared by all runs.
+
+    ``scheduler`` says where evaluation Gram matrices are computed (``"local"``, ``"processes"``
+    or a Dask address, see :mod:`qkernels.distributed`); the ``[kernel.dask]`` table
+    (:class:`qsgd.distributed.DaskConfig`) holds the Dask ``scheduler_file``, timeouts, TLS
+    files and ``chunk_size`` (rows per Gram tile).
+    """
 
     device: str = "default.qubit"
     bandwidth: float = Field(1.0, gt=0.0)
     trainable_bandwidth: bool = False
     memory_budget_bytes: int = Field(2**30, gt=0)
     scheduler: str = "local"
+    dask: DaskConfig = DaskConfig()
 
     @field_validator("scheduler")
     @classmethod
@@ -136,6 +145,13 @@ class KernelConfig(_Strict):
         from qsgd.distributed import check_scheduler
 
         return check_scheduler(v)
+
+    @model_validator(mode="after")
+    def _one_cluster(self) -> KernelConfig:
+        from qsgd.distributed import check_target
+
+        check_target(self.scheduler, self.dask.scheduler_file)  # not both
+        return self
 
     @field_validator("device")
     @classmethod
@@ -165,6 +181,42 @@ class ModelConfig(_Strict):
     C: float = Field(1.0, gt=0.0)
 
 
+class BaselinesConfig(_Strict):
+    """The comparisons every run makes next to the trained kernel, on the same splits.
+
+    Attributes:
+        bandwidth_search: also score the untrained circuit at the bandwidth chosen by
+            cross-validation on the training split.
+        bandwidth_min, bandwidth_max: the log-spaced bandwidth grid's ends.
+        bandwidth_candidates: grid size; ``None`` gives the training's budget in simulated
+            states, ``max(4, round(steps * batch_size / n_train))`` (each candidate simulates
+            the ``n_train`` training states once; training simulates ``batch_size`` per step).
+        rbf: also score an RBF-kernel SVM whose ``gamma`` is chosen by cross-validation over
+            ``rbf_candidates`` log-spaced multiples (1e-2 to 1e2) of ``1 / (d · Var X)``.
+        cv_folds: stratified folds of both searches (fewer when a class is smaller).
+        reg: regulariser of the ridge-based evaluators (model complexity, bound, geometric
+            difference to the tuned RBF kernel).
+    """
+
+    bandwidth_search: bool = True
+    bandwidth_min: float = Field(0.05, gt=0.0)
+    bandwidth_max: float = Field(4.0, gt=0.0)
+    bandwidth_candidates: int | None = Field(None, ge=2, le=200)
+    rbf: bool = True
+    rbf_candidates: int = Field(17, ge=2, le=200)
+    cv_folds: int = Field(5, ge=2)
+    reg: float = Field(1e-3, gt=0.0)
+
+    @model_validator(mode="after")
+    def _range(self) -> BaselinesConfig:
+        if not self.bandwidth_min < self.bandwidth_max:
+            raise ValueError(
+                "bandwidth_min must be below bandwidth_max "
+                f"(got {self.bandwidth_min} and {self.bandwidth_max})"
+            )
+        return self
+
+
 class ExperimentConfig(_Strict):
     """A whole experiment: data sets x ansätze x seeds.
 
@@ -174,6 +226,7 @@ class ExperimentConfig(_Strict):
         seeds: one run per seed per (data set, ansatz).
         datasets, ansatze: the grid.
         kernel, training, model: shared settings.
+        baselines: the untrained, tuned-bandwidth and tuned-RBF comparisons of every run.
         plots: write Gram heatmaps, alignment curves and decision boundaries.
         plot_seeds: plot the first seed of each group only, or all.
         threads: torch CPU threads (1 is fastest for the small tensors of <= 10 qubits).
@@ -188,6 +241,7 @@ class ExperimentConfig(_Strict):
     kernel: KernelConfig = KernelConfig()
     training: TrainingConfig = TrainingConfig()
     model: ModelConfig = ModelConfig()
+    baselines: BaselinesConfig = BaselinesConfig()
     plots: bool = True
     plot_seeds: Literal["first", "all"] = "first"
     threads: int = Field(1, ge=1)
@@ -291,6 +345,9 @@ class ExperimentConfig(_Strict):
         data["training"]["steps"] = min(data["training"]["steps"], 3)
         data["training"]["batch_size"] = 4
         data["training"]["eval_every"] = 0
+        data["baselines"]["bandwidth_candidates"] = 3
+        data["baselines"]["rbf_candidates"] = 3
+        data["baselines"]["cv_folds"] = 2
         return ExperimentConfig.from_dict(data)
 
 

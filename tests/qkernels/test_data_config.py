@@ -178,7 +178,7 @@ BAD_CONFIGS = [
     # unknown keys, with their dotted path and the keys that exist there
     (
         _with("", extra=1),
-        r"extra: unknown key \(known keys here: ansatze, datasets, .*\) \(got 1\)",
+        r"extra: unknown key \(known keys here: ansatze, baselines, datasets, .*\) \(got 1\)",
     ),
     (
         _with("training", stpes=3),
