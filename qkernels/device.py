@@ -15,7 +15,7 @@ except ImportError:  # pragma: no cover - PennyLane < 0.42 kept it at top level
 
 from qsgd.errors import BackendUnavailableError, ConfigError, UnknownBackendError
 
-__all__ = ["DEVICES", "make_device"]
+__all__ = ["DEVICES", "make_device", "make_shot_device"]
 
 DEVICES: dict[str, str | None] = {
     "default.qubit": "backprop",
@@ -66,3 +66,35 @@ def make_device(
             f"device {name!r} is not available ({exc}); install it with: pip install 'qsgd[lightning]'"
         ) from exc
     return dev, DEVICES[name]
+
+
+def make_shot_device(name: str, n_wires: int, seed: int | None = None) -> qml.devices.Device:
+    """Any installed PennyLane device by name, for finite-shot overlap circuits.
+
+    The exact Gram always runs on ``default.qubit`` broadcasting (see ``DEVICES``); the
+    shot-based path (:meth:`qkernels.kernel.EmbeddingKernel.shot_gram`) runs one overlap
+    circuit per pair and works on any device that samples: ``default.qubit``,
+    ``lightning.qubit``, ``default.mixed``, or a plugin device such as ``qiskit.aer``.
+
+    Raises:
+        BackendUnavailableError: no installed plugin provides ``name`` (the message says so and
+            how to list the installed devices).
+        ConfigError: an empty name or a bad ``n_wires``.
+    """
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"shot_device must be a PennyLane device name (got {name!r})")
+    if not isinstance(n_wires, int) or isinstance(n_wires, bool) or n_wires < 1:
+        raise ConfigError(f"n_wires must be a positive int (got {n_wires!r})")
+    try:
+        if seed is None:
+            return qml.device(name, wires=n_wires)
+        try:
+            return qml.device(name, wires=n_wires, seed=seed)
+        except TypeError:  # a plugin device without a seed keyword
+            return qml.device(name, wires=n_wires)
+    except (ImportError, DeviceError) as exc:
+        raise BackendUnavailableError(
+            f"PennyLane device {name!r} is not available: install the plugin that provides it "
+            "(e.g. pip install pennylane-qiskit for 'qiskit.aer'); the installed devices are "
+            f"listed by qml.about() (got {type(exc).__name__}: {' '.join(str(exc).split())})"
+        ) from exc

@@ -27,7 +27,7 @@ import pennylane as qml
 import torch
 
 from qkernels.ansatz import Ansatz
-from qkernels.device import make_device
+from qkernels.device import make_device, make_shot_device
 from qsgd.errors import ConfigError, ProblemTooLargeError
 
 __all__ = [
@@ -328,10 +328,13 @@ class EmbeddingKernel(torch.nn.Module):
         return projected_gram_from_states(sa, sb, self.n_wires, gamma)
 
     # ------------------------------------------------------------------ per-pair circuits
-    def _overlap_qnode(self, shots: int | None, seed: int | None) -> Callable[..., Any]:
-        dev, _ = make_device(
-            "default.qubit" if shots is not None else self.device_name, self.n_wires, seed=seed
-        )
+    def _overlap_qnode(
+        self, shots: int | None, seed: int | None, device: str = "default.qubit"
+    ) -> Callable[..., Any]:
+        if shots is None:
+            dev, _ = make_device(self.device_name, self.n_wires, seed=seed)
+        else:
+            dev = make_shot_device(device, self.n_wires, seed=seed)
         ansatz = self.ansatz
 
         def overlap(x1: Any, x2: Any, params: Any) -> Any:
@@ -369,17 +372,22 @@ class EmbeddingKernel(torch.nn.Module):
         shots: int = 1000,
         seed: int | None = 0,
         pair_batch: int = 2048,
+        device: str = "default.qubit",
     ) -> np.ndarray:
         """Finite-shot estimate: one overlap circuit per pair, pairs broadcast in batches.
 
         Each entry is the frequency of the all-zero outcome of ``U(x_j)† U(x_i)|0⟩`` over ``shots``
         samples. For the symmetric case only pairs ``i < j`` are run and the diagonal is 1.
+        ``device`` is any installed PennyLane device that samples (``default.qubit`` by default,
+        ``lightning.qubit``, ``default.mixed`` or a plugin's); devices without parameter
+        broadcasting run the batch as separate circuits (PennyLane splits it).
 
         Shape:
             - x_a: ``(N_a, n_features)``, x_b: ``(N_b, n_features)``; output ``(N_a, N_b)`` numpy
 
         Raises:
             ConfigError: non-positive ``shots`` or ``pair_batch``.
+            BackendUnavailableError: ``device`` is not installed.
         """
         if not isinstance(shots, int) or isinstance(shots, bool) or shots < 1:
             raise ConfigError(f"shots must be a positive int (got {shots!r})")
@@ -394,7 +402,7 @@ class EmbeddingKernel(torch.nn.Module):
                 g.ravel()
                 for g in np.meshgrid(np.arange(xa.shape[0]), np.arange(xb.shape[0]), indexing="ij")
             )
-        qnode = self._overlap_qnode(shots, seed)
+        qnode = self._overlap_qnode(shots, seed, device)
         values = np.empty(ii.shape[0])
         for start in range(0, ii.shape[0], pair_batch):
             i = torch.as_tensor(ii[start : start + pair_batch])

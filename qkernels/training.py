@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from qkernels.alignment import binary_labels, centered_alignment, target_alignment
+from qkernels.device import DEVICES
 from qkernels.kernel import EmbeddingKernel, as_input
 from qsgd.errors import ConfigError, UnknownBackendError
 
@@ -111,6 +112,12 @@ def train_alignment(
     if optimizer not in OPTIMIZERS:
         raise UnknownBackendError(
             f"unknown optimizer {optimizer!r}; known optimizers: {', '.join(sorted(OPTIMIZERS))}"
+        )
+    if steps > 0 and DEVICES.get(getattr(kernel, "device_name", "default.qubit"), "") is None:
+        raise ConfigError(
+            f"device {kernel.device_name!r} computes Gram matrices forward only (no gradients), "
+            "so it cannot train the kernel; build the kernel with device='default.qubit' to "
+            f"train (got steps={steps})"
         )
     xt = as_input(X, kernel.ansatz, "X")
     t = binary_labels(y)
