@@ -106,8 +106,10 @@ class MetricsLog:
         self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def write(self, record: Mapping[str, Any]) -> None:
-        """Append one record."""
+        """Append one record and flush it, so ``tail -f`` and readers see whole lines as they
+        come (``fsync`` waits for :meth:`sync`)."""
         self._handle.write(json.dumps(jsonable(record), separators=(",", ":")) + "\n")
+        self._handle.flush()
         self.count += 1
 
     def sync(self) -> None:

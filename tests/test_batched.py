@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import os
 
 import dimod
 import numpy as np
@@ -102,6 +103,39 @@ def test_thread_count_does_not_change_results(sampler):
     finally:
         numba.set_num_threads(old)
     assert np.array_equal(full.samples, single.samples)
+
+
+_THREADS_SCRIPT = """
+import numpy as np, torch
+from qsgd.ising import IsingBatch
+from qsgd.samplers.batched import BatchedAnnealer
+torch.set_num_threads(1)
+rng = np.random.default_rng(0)
+J = np.triu(rng.normal(size=(6, 6)), 1)
+batch = IsingBatch.from_arrays(rng.normal(size=(2, 6)), J + J.T)
+for _ in range(2):  # the first call starts numba's thread pool
+    BatchedAnnealer().sample_batch(batch, num_reads=2, num_sweeps=5, seed=0, device="cpu")
+    print(torch.get_num_threads())
+"""
+
+
+def test_numba_thread_pool_does_not_change_torch_threads():
+    """The first parallel numba call of a process (OpenMP layer) resets the OpenMP thread count
+    that torch reads; sample_batch puts torch's count back. Otherwise torch's reductions split
+    differently after the first solve and a resumed run drifts in the last bits. A fresh
+    process is needed: the pool starts once per process."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _THREADS_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NUMBA_NUM_THREADS": "2"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "1"]
 
 
 def test_factor_path_matches_dense_path_quality(sampler):

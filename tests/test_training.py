@@ -12,7 +12,14 @@ import torch
 
 from bnn.checkpoint import CHECKPOINT_NAME, PREVIOUS_NAME, CheckpointError, load_checkpoint
 from bnn.config import RunConfig
-from bnn.records import compare_runs, read_metrics, read_summary, run_labels, strip_timings
+from bnn.records import (
+    MetricsLog,
+    compare_runs,
+    read_metrics,
+    read_summary,
+    run_labels,
+    strip_timings,
+)
 from bnn.training import (
     build_dataset,
     build_model,
@@ -423,6 +430,13 @@ def test_eval_plots_and_compare(tmp_path):
     assert len(lines) == 4 and lines[2].startswith("| a | a | qpsbgd | neal |")
     assert lines[3].startswith("| b | b | signsgd | - |")
     assert (tmp_path / "cmp" / "comparison.png").exists()
+
+
+def test_metrics_lines_are_visible_while_the_run_writes_them(tmp_path):
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    log.write({"kind": "step", "step": 1})
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"kind":"step","step":1}\n'
+    log.close()
 
 
 def test_compare_labels_runs_by_folder_not_by_config_name(tmp_path):
