@@ -34,6 +34,7 @@ from bnn.data import (
     read_dataset_file,
     split_tabular,
 )
+from bnn.training import CONFIG_NAME, METRICS_NAME, SUMMARY_NAME
 from qsgd.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -621,7 +622,8 @@ _GOOD_A1A = "+1 6:1 22:1\n-1 36:1\n+1 6:1\n-1 22:1\n"
 def test_cli_train_refuses_bad_data_file(
     tmp_path, optimizer, bad_file, bad_text, line, token, run_dir_exists
 ):
-    """`bnn train` on a malformed or NaN/inf a1a: exit 2, one line naming file, line, token."""
+    """`bnn train` on a malformed or NaN/inf a1a: exit 2, one line naming file, line, token;
+    no run folder created, and an earlier run in the folder kept byte for byte."""
     data = tmp_path / "data"
     data.mkdir()
     (data / "a1a").write_text(_GOOD_A1A)
@@ -630,13 +632,16 @@ def test_cli_train_refuses_bad_data_file(
     cfg = tmp_path / "cfg.toml"
     cfg.write_text(_BAD_DATA_CONFIG.format(optimizer=optimizer))
     run = tmp_path / "run"
+    previous = {}  # a finished earlier run that output.overwrite=true would replace
     if run_dir_exists:
         run.mkdir()
-        (run / "notes.txt").write_bytes(b"keep me\n")
+        previous = {CONFIG_NAME: b'name = "before"\n', METRICS_NAME: b"{}\n", SUMMARY_NAME: b"{}"}
+        for fname, content in previous.items():
+            (run / fname).write_bytes(content)
     env = {k: v for k, v in os.environ.items() if k != "QSGD_DATA_ROOT"}
     env.update(MPLBACKEND="Agg", CI="true")
     proc = subprocess.run(
-        [sys.executable, "-m", "bnn", "train", str(cfg)],
+        [sys.executable, "-m", "bnn", "train", str(cfg), "--set", "output.overwrite=true"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -649,8 +654,7 @@ def test_cli_train_refuses_bad_data_file(
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"bnn: error: LIBSVM file '{data / bad_file}', line {line}: ")
     assert lines[0].endswith(f"(got token {token!r})")
-    if run_dir_exists:
-        assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
-        assert (run / "notes.txt").read_bytes() == b"keep me\n"
+    if run_dir_exists:  # the bad data is refused before anything of the old run is touched
+        assert {p.name: p.read_bytes() for p in run.iterdir()} == previous
     else:
         assert not run.exists()
