@@ -1010,10 +1010,11 @@ class _RunDirGuard:
     :meth:`enter` creates the folder and its missing parents (remembering which). For a fresh
     run it moves the outputs of an old run (``output.overwrite``) into a hidden folder
     ``.bnn-saved-*`` inside it; for a resume it copies there the files the resumed run rewrites
-    (``config.toml``, ``metrics.jsonl``). :meth:`exit` keeps the run when a checkpoint was
-    written since :meth:`enter` (and deletes the hidden folder); otherwise it deletes every
-    entry that appeared in the run directory since :meth:`enter`, puts the saved files back and
-    removes the folders it created, if empty. It deletes nothing it did not create.
+    (``config.toml``, ``metrics.jsonl``). :meth:`exit` keeps the run when it ended without
+    error or wrote a checkpoint since :meth:`enter` (and deletes the hidden folder); otherwise
+    it deletes every entry that appeared in the run directory since :meth:`enter`, puts the
+    saved files back and removes the folders it created, if empty. It deletes nothing it did
+    not create.
     """
 
     def __init__(self, run_dir: Path, *, resume: bool) -> None:
@@ -1054,10 +1055,10 @@ class _RunDirGuard:
                 f"cannot prepare output.run_dir {str(self.run_dir)!r}: {exc}"
             ) from None
 
-    def exit(self) -> bool:
-        """Keep the run (True) if it wrote a checkpoint, else undo everything (False)."""
+    def exit(self, ok: bool) -> bool:
+        """Keep the run (True) if it ended well or wrote a checkpoint, else undo it (False)."""
         now = _file_id(self.run_dir / CHECKPOINT_NAME)
-        if now is not None and now != self.checkpoint:
+        if ok or (now is not None and now != self.checkpoint):
             if self.saved is not None:
                 shutil.rmtree(self.saved, ignore_errors=True)
             return True
@@ -1188,9 +1189,9 @@ def train_from_config(
             cfg, model, optimizer, dataset, run_dir, state, quiet, callbacks, handle_signals
         )
     except BaseException:
-        guard.exit()  # keeps the run only if it wrote a checkpoint
+        guard.exit(ok=False)  # keeps the run only if it wrote a checkpoint
         raise
-    guard.exit()
+    guard.exit(ok=True)
     return summary
 
 

@@ -276,6 +276,15 @@ def test_failing_resume_restores_config_and_metrics(tmp_path):
     assert _files(run) == before and sorted(p.name for p in run.iterdir()) == sorted(before)
 
 
+def test_resume_with_nothing_left_to_run_keeps_the_run(tmp_path):
+    train_from_config(tiny(tmp_path, "train.epochs=1"), quiet=True)
+    run = tmp_path / "run"
+    summary = resume_run(run, ["train.eval_interval=2"], quiet=True)  # no step, no checkpoint
+    assert summary["status"] == "completed" and summary["epochs_completed"] == 1
+    assert RunConfig.from_file(run / "config.toml").train.eval_interval == 2
+    assert not [p for p in run.iterdir() if p.name.startswith(".bnn-saved-")]
+
+
 def test_run_failing_after_a_checkpoint_is_kept_and_resumes(tmp_path):
     cfg = tiny(tmp_path, "train.epochs=3")
     full = train_from_config(tiny(tmp_path, "train.epochs=3", run="full"), quiet=True)
