@@ -454,6 +454,12 @@ class QPUBackend(dimod.Sampler):
         if self.child is None:
             return self._run_fallback(bqm, kw)
         n = bqm.num_variables
+        if n == 0:  # nothing to embed: the empty sample of every read, at the offset's energy
+            empty = dimod.SampleSet.from_samples_bqm(
+                (np.empty((kw["num_reads"], 0), dtype=np.int8), []), bqm
+            )
+            empty.info.update(chain_break_fraction=0.0, num_qubits=0, solved_by=self.label)
+            return empty
         labels = list(bqm.variables)
         relabel = labels != list(range(n))
         src = (
@@ -502,7 +508,10 @@ class QPUBackend(dimod.Sampler):
             max_chain_length=int(chain_lengths.max()),
             solved_by=self.label,
         )
-        return dimod.SampleSet(ss.record, ss.variables, info, ss.vartype)
+        out = dimod.SampleSet(ss.record, ss.variables, info, ss.vartype)
+        if bqm.vartype is not out.vartype:  # sampled as SPIN; same energies in the bqm's vartype
+            out = out.change_vartype(bqm.vartype, inplace=False)
+        return out
 
 
 def _check_positive(name: str, value: Any, *, integer: bool = False) -> None:
