@@ -257,7 +257,7 @@ def test_failing_overwrite_run_puts_the_old_run_back(tmp_path):
     evaluate_run(run)
     (run / "notes.txt").write_text("mine")
     before = _files(run)
-    cfg = tiny(tmp_path, "output.overwrite=true", "train.seed=3", "output.tensorboard=true")
+    cfg = tiny(tmp_path, "output.overwrite=true", "train.seed=3")
     with pytest.raises(_Boom):
         train_from_config(cfg, quiet=True, callbacks=[_fail_at(2)])
     assert _files(run) == before and sorted(p.name for p in run.iterdir()) == sorted(before)
