@@ -378,9 +378,12 @@ class ProxQuant(_BinaryCaseOptimizer):
 
     capped at ``reg_max`` if given. (The reference QP-SBGD code keeps it constant; this class
     does not allow that.) Call :meth:`binarize_` at the end of training for the paper's final
-    hard quantisation. The paper evaluates the loss at the real ``w`` during training: run
-    the training forward passes inside :func:`latent_forward` for that; layers that binarise
-    in the forward pass give the straight-through gradient instead.
+    hard quantisation. The paper evaluates the loss and its gradient at the real ``w`` during
+    training: with ``latent=True`` (the default) :attr:`trains_latent` tells the training loop
+    (:func:`bnn.training.fit`) to run every training forward pass inside
+    :func:`latent_forward`, while evaluation runs the hard-binarised network ``sign(w)``. With
+    ``latent=False`` the forward pass binarises and the gradient is the straight-through one
+    (BinaryConnect plus the prox step).
 
     Args:
         params: Model parameters (or a module, or param groups).
@@ -389,6 +392,8 @@ class ProxQuant(_BinaryCaseOptimizer):
         reg_schedule: ``"linear"`` or ``"exponential"``.
         reg_growth: Factor (> 1) of the exponential schedule.
         reg_max: Optional cap of ``lambda_t`` (> 0).
+        latent: Train on the latent real weights (the paper's ProxQuant); ``False`` trains
+            with the binarised forward pass.
         inner: ``"adam"`` or ``"sgd"``; also updates the non-binary parameters.
         inner_options: Extra keyword arguments of the inner optimiser.
     """
@@ -404,10 +409,14 @@ class ProxQuant(_BinaryCaseOptimizer):
         reg_schedule: str = "linear",
         reg_growth: float = 1.01,
         reg_max: float | None = None,
+        latent: bool = True,
         inner: str = "adam",
         inner_options: dict[str, Any] | None = None,
     ) -> None:
         lr = _check_lr(lr)
+        if not isinstance(latent, bool):
+            raise ConfigError(f"latent must be True or False (got {latent!r})")
+        self.trains_latent = latent
         if isinstance(reg_rate, bool) or not isinstance(reg_rate, Real) or not reg_rate > 0:
             raise ConfigError(f"reg_rate must be a positive float (got {reg_rate!r})")
         if reg_schedule not in _SCHEDULES:

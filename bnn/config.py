@@ -223,10 +223,12 @@ class SignSGDConfig(_BaselineBase):
 
 
 class ProxQuantConfig(_BaselineBase):
-    """``[optimizer]`` with ``name = "proxquant"``: prox to ±1 with a growing regulariser."""
+    """``[optimizer]`` with ``name = "proxquant"``: prox to ±1 with a growing regulariser;
+    ``latent = true`` (default) trains on the latent real weights as in the paper."""
 
     name: Literal["proxquant"]
     reg_rate: float = Field(default=1e-2, gt=0)
+    latent: bool = True
     reg_schedule: Literal["linear", "exponential"] = "linear"
     reg_growth: float = Field(default=1.01, gt=1)
     reg_max: Annotated[float, Field(gt=0)] | None = None

@@ -63,6 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bnn.baselines import latent_forward
 from bnn.checkpoint import (
     CHECKPOINT_NAME,
     PREVIOUS_NAME,
@@ -457,7 +458,11 @@ def _train_step(
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        out, y = data.forward_train(model, index)
+        if getattr(optimizer, "trains_latent", False):  # ProxQuant: loss at the real weights
+            with latent_forward(model):
+                out, y = data.forward_train(model, index)
+        else:
+            out, y = data.forward_train(model, index)
         loss = loss_fn(out, y)
         loss.backward()
         _freeze(layers, inactive)

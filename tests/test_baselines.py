@@ -539,3 +539,37 @@ def test_bop_keeps_weights_exactly_pm1_and_leaves_real_params_to_inner():
     assert not torch.equal(model.bias.detach(), b0)
     assert opt.inner is not None
     assert all(not is_binary_param(p) for g in opt.inner.param_groups for p in g["params"])
+
+
+def test_proxquant_trains_on_latent_weights_in_the_training_loop():
+    """fit() runs ProxQuant's training forward passes on the real weights (the paper's mode);
+    evaluation sees the hard-binarised network. latent=False is BinaryConnect plus the prox."""
+    from bnn.data import get_dataset
+    from bnn.models import BinaryMLP
+    from bnn.training import _train_step
+
+    ds = get_dataset("breast_cancer", seed=0, spins=True)
+    torch.manual_seed(0)
+    model = BinaryMLP(ds.num_features, [8], ds.num_classes)
+    x, y = ds.x_train[:16], ds.y_train[:16]
+    with torch.no_grad():  # latent weights well inside (-1, 1), so sign and real forward differ
+        for p in model.parameters():
+            if is_binary_param(p):
+                p.mul_(0.3)
+
+    class _Data:
+        def forward_train(self, m, index):
+            return m(x[index]), y[index]
+
+    seen = []
+    hook = model.net[0].register_forward_hook(lambda m, i, o: seen.append(m.binary))
+    for latent, expected in ((True, False), (False, True)):
+        seen.clear()
+        opt = ProxQuant(model, lr=0.01, reg_rate=0.01, latent=latent)
+        assert opt.trains_latent is latent
+        _train_step(model, opt, _Data(), slice(0, 16), nn.functional.cross_entropy, {}, [])
+        assert seen == [expected]
+    hook.remove()
+    assert model.net[0].binary is True  # switched back for evaluation
+    with pytest.raises(ConfigError, match=r"latent must be True or False \(got 1\)"):
+        ProxQuant(model, latent=1)
