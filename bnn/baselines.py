@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from qsgd.binary import is_binary_param
 from qsgd.errors import ConfigError
 
 __all__ = [
@@ -54,11 +55,6 @@ __all__ = [
 ParamsT = Iterable[torch.Tensor] | Iterable[dict[str, Any]] | nn.Module
 
 _INNER: dict[str, type[Optimizer]] = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
-
-
-def is_binary_param(p: torch.Tensor) -> bool:
-    """True for a parameter tagged ``_bnn_binary = True`` by a binary layer."""
-    return bool(getattr(p, "_bnn_binary", False))
 
 
 def _check_lr(lr: Any) -> float:

@@ -167,7 +167,8 @@ def _resolve_backend(
 class QPSBGD(torch.optim.Optimizer):
     """Quantum projected stochastic binary-gradient descent over a model's binary layers.
 
-    Each binary layer (``bnn.layers.BinaryLayer`` with ``binary=True``) is one param group
+    Each binary layer (a :class:`qsgd.binary.BinaryLayer` with ``binary=True``, such as the
+    layers of ``bnn.layers``) is one param group
     holding its latent weight, with its own ``lr``, ``curvature``, ``curvature_scale``,
     ``normalize``, ``formulation``, ``latent_clip`` and ``damping`` (override them through ``layer_options`` or by
     editing ``param_groups``; LR schedulers act on these groups). The optimiser sets
@@ -275,7 +276,7 @@ class QPSBGD(torch.optim.Optimizer):
         damping: float = 0.0,
         layer_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
-        from bnn.layers import binary_layers, is_binary_param  # bnn depends on torch only
+        from qsgd.binary import binary_layers, is_binary_param
 
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module (got {type(model).__name__})")
