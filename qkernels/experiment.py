@@ -84,14 +84,19 @@ def check_datasets(cfg: ExperimentConfig) -> None:
     """
     for dcfg in cfg.datasets:
         for seed in cfg.seeds:
-            load_dataset(
-                dcfg.name,
-                n_train=dcfg.n_train,
-                n_test=dcfg.n_test,
-                n_features=dcfg.n_features,
-                seed=seed,
-                noise=dcfg.noise,
-            )
+            _load(dcfg, seed)
+
+
+def _load(dcfg: DatasetConfig, seed: int) -> Dataset:
+    """The (data set, seed) split of a config entry."""
+    return load_dataset(
+        dcfg.name,
+        n_train=dcfg.n_train,
+        n_test=dcfg.n_test,
+        n_features=dcfg.n_features,
+        seed=seed,
+        noise=dcfg.noise,
+    )
 
 
 def prepare_output_dir(out_dir: str | Path, *, overwrite: bool = False) -> Path:
@@ -333,14 +338,7 @@ def run_one(
     The record keeps ``before`` (untrained) and ``after`` (trained) and adds ``methods``, one
     record per kernel (``before``/``after`` are the same objects as two of them).
     """
-    ds = load_dataset(
-        dcfg.name,
-        n_train=dcfg.n_train,
-        n_test=dcfg.n_test,
-        n_features=dcfg.n_features,
-        seed=seed,
-        noise=dcfg.noise,
-    )
+    ds = _load(dcfg, seed)
     n_wires = acfg.n_wires or ds.n_features
     ansatz = get_ansatz(acfg.name, n_wires, acfg.n_layers, n_features=ds.n_features)
     kern = EmbeddingKernel(
