@@ -15,6 +15,11 @@ computed; the matrix is then symmetrised and its diagonal set to 1 exactly as
 (``1e-12``). The result is a numpy array without autograd (use it for evaluation and SVMs;
 training uses :meth:`EmbeddingKernel.gram`).
 
+Where the tiles run and how long the waits may be come from ``scheduler`` and the
+``[kernel.dask]`` table (:class:`qsgd.distributed.DaskConfig`: ``scheduler_file``,
+``connect_timeout``, ``worker_timeout``, ``timeout`` for the whole matrix, TLS files, and
+``chunk_size`` as the default ``tile_rows``), or from an existing ``distributed.Client``.
+
 Example:
     >>> from qkernels.ansatz import get_ansatz
     >>> from qkernels.kernel import EmbeddingKernel
@@ -26,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -37,7 +43,7 @@ from qkernels.kernel import (
     gram_from_states,
     projected_gram_from_states,
 )
-from qsgd.distributed import DaskEngine, get_engine
+from qsgd.distributed import DaskConfig, DaskEngine, resolve_engine
 from qsgd.errors import ConfigError
 
 __all__ = ["DEFAULT_TILE_ROWS", "distributed_gram", "tile_ranges"]
@@ -62,13 +68,20 @@ def tile_ranges(n: int, tile_rows: int) -> list[tuple[int, int]]:
 
 
 def _states(kernel: EmbeddingKernel, x: torch.Tensor) -> torch.Tensor:
-    """Task: statevectors of one row tile."""
+    """Task: statevectors of one row tile (copied first: see :func:`_block`)."""
+    x = x.clone()
     with torch.no_grad():
         return kernel.states(x)
 
 
 def _block(kind: str, n_wires: int, gamma: float, sa: torch.Tensor, sb: torch.Tensor) -> np.ndarray:
-    """Task: one Gram block from two state tiles."""
+    """Task: one Gram block from two state tiles.
+
+    The tiles are copied first: a tile received from another worker can sit in a buffer that Dask
+    deserialised at an odd address (``data_ptr() % 16 == 3`` seen), and torch's einsum on such a
+    complex tensor crashed the worker process (segmentation fault, 2-worker LocalCluster).
+    """
+    sa, sb = sa.clone(), sb.clone()
     with torch.no_grad():
         if kind == "fidelity":
             return gram_from_states(sa, sb).numpy()
@@ -85,6 +98,8 @@ def distributed_gram(
     tile_rows: int | None = None,
     scheduler: str = "local",
     engine: DaskEngine | None = None,
+    client: Any = None,
+    dask: DaskConfig | Mapping[str, Any] | None = None,
 ) -> np.ndarray:
     """Gram matrix of ``kernel`` computed tile by tile on a Dask engine.
 
@@ -95,15 +110,20 @@ def distributed_gram(
         kind: ``"fidelity"`` (:meth:`EmbeddingKernel.gram`) or ``"projected"``
             (:meth:`EmbeddingKernel.projected_gram`).
         gamma: Width of the projected kernel.
-        tile_rows: Rows per tile (default :data:`DEFAULT_TILE_ROWS`).
-        scheduler: ``"local"``, ``"processes"`` or a scheduler address (when ``engine`` is None).
+        tile_rows: Rows per tile (default ``dask.chunk_size``, else :data:`DEFAULT_TILE_ROWS`).
+        scheduler: ``"local"``, ``"processes"`` or a scheduler address (when neither ``engine``
+            nor ``client`` is given).
         engine: An explicit :class:`~qsgd.distributed.DaskEngine`.
+        client: An existing ``distributed.Client`` to run on (left open).
+        dask: Engine settings (:class:`~qsgd.distributed.DaskConfig` or a mapping of its keys);
+            ignored when ``engine`` is given.
 
     Returns:
         The Gram matrix as float64 numpy array.
 
     Raises:
-        ConfigError: bad ``kind``, ``gamma`` or ``tile_rows``.
+        ConfigError: bad ``kind``, ``gamma``, ``tile_rows`` or ``dask`` settings.
+        BackendError: no scheduler, no worker or no result within the configured timeouts.
         ValueError: inputs with the wrong feature count or NaN (from :func:`as_input`).
 
     Shape:
@@ -119,10 +139,11 @@ def distributed_gram(
     symmetric = x_b is None
     xa = as_input(x_a, kernel.ansatz, "x_a").detach()
     xb = xa if symmetric else as_input(x_b, kernel.ansatz, "x_b").detach()
-    rows = DEFAULT_TILE_ROWS if tile_rows is None else tile_rows
+    settings = DaskConfig.coerce(dask)
+    rows = tile_rows if tile_rows is not None else settings.chunk_size or DEFAULT_TILE_ROWS
     ta = tile_ranges(xa.shape[0], rows)
     tb = ta if symmetric else tile_ranges(xb.shape[0], rows)
-    engine = engine if engine is not None else get_engine(scheduler)
+    engine = resolve_engine(scheduler, engine=engine, client=client, dask=settings)
     pairs = [(i, j) for i in range(len(ta)) for j in range(len(tb)) if not symmetric or i <= j]
     args = (kind, kernel.n_wires, float(gamma))
     if engine.is_local:
@@ -130,23 +151,12 @@ def distributed_gram(
         sb = sa if symmetric else [_states(kernel, xb[s:e]) for s, e in tb]
         blocks = [_block(*args, sa[i], sb[j]) for i, j in pairs]
     else:
-        client = engine.client
         kern_f = engine.share(kernel)
-        retries = engine.retries
-        fa = [client.submit(_states, kern_f, xa[s:e], pure=False, retries=retries) for s, e in ta]
-        fb = (
-            fa
-            if symmetric
-            else [
-                client.submit(_states, kern_f, xb[s:e], pure=False, retries=retries) for s, e in tb
-            ]
-        )
-        futs = [
-            client.submit(_block, *args, fa[i], fb[j], pure=False, retries=retries)
-            for i, j in pairs
-        ]
+        fa = [engine.submit(_states, kern_f, xa[s:e]) for s, e in ta]
+        fb = fa if symmetric else [engine.submit(_states, kern_f, xb[s:e]) for s, e in tb]
+        futs = [engine.submit(_block, *args, fa[i], fb[j]) for i, j in pairs]
         try:
-            blocks = client.gather(futs)
+            blocks = engine.gather(futs, key="distributed_gram")
         finally:
             for f in (*futs, *fa, *fb, kern_f):
                 f.release()

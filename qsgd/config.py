@@ -32,6 +32,7 @@ from typing import Any
 import dimod
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from qsgd.distributed import DaskConfig
 from qsgd.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -102,6 +103,10 @@ class AnnealerConfig(BaseModel):
         options: Backend-specific constructor or run options, validated against the backend.
         scheduler: ``"local"`` (in-process), ``"processes"`` (a local Dask cluster) or a Dask
             scheduler address such as ``"tcp://host:8786"``; see :mod:`qsgd.distributed`.
+        dask: The ``[annealer.dask]`` table (:class:`qsgd.distributed.DaskConfig`): Dask
+            ``scheduler_file``, ``timeout``, ``connect_timeout``, ``worker_timeout``,
+            ``chunk_size``, TLS files. Distinct from ``timeout``/``connect_timeout`` above,
+            which are the QPU's.
 
     Example:
         >>> cfg = AnnealerConfig(backend="exact", num_reads=1)
@@ -122,6 +127,7 @@ class AnnealerConfig(BaseModel):
     annealing_time: float | None = Field(None, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)
     scheduler: str = "local"
+    dask: DaskConfig = Field(default_factory=DaskConfig)
 
     timeout: float | None = Field(None, gt=0)
     connect_timeout: float | None = Field(None, gt=0)
@@ -139,6 +145,13 @@ class AnnealerConfig(BaseModel):
         from qsgd.distributed import check_scheduler
 
         return check_scheduler(value)  # ConfigError (a ValueError) shows the accepted forms
+
+    @model_validator(mode="after")
+    def _one_cluster(self) -> AnnealerConfig:
+        from qsgd.distributed import check_target
+
+        check_target(self.scheduler, self.dask.scheduler_file)  # not both
+        return self
 
     @field_validator("beta_range")
     @classmethod
@@ -194,17 +207,23 @@ class AnnealerConfig(BaseModel):
     def make_sampler(self) -> dimod.Sampler:
         """``get_sampler(self.backend, **self.sampler_options())``.
 
-        With a ``scheduler`` other than ``"local"`` the sampler is wrapped in a
+        With a ``scheduler`` other than ``"local"`` (or a ``dask.scheduler_file``) the sampler,
+        with the ``dask`` table's chunk size, timeouts and TLS files, is wrapped in a
         :class:`qsgd.distributed.DistributedSampler`, whose ``sample_batch`` solves each batch in
         chunks on the Dask cluster (started or connected on the first solve).
         """
         from qsgd.samplers.registry import get_sampler
 
-        if self.scheduler != "local":
+        if self.scheduler != "local" or self.dask.scheduler_file is not None:
             from qsgd.distributed import DistributedSampler, SamplerSpec
 
             spec = SamplerSpec(self.backend, self.sampler_options())
-            return DistributedSampler(spec, scheduler=self.scheduler)
+            return DistributedSampler(
+                spec,
+                scheduler=self.scheduler,
+                chunk_size=self.dask.chunk_size,
+                **self.dask.engine_options(),
+            )
         return get_sampler(self.backend, **self.sampler_options())
 
     @classmethod
@@ -254,6 +273,9 @@ def _format_errors(exc: ValidationError, path: str) -> str:
         loc = ".".join(str(p) for p in (path, *err["loc"]))
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = f"unknown key {err['loc'][-1]!r}; allowed keys: {', '.join(AnnealerConfig.model_fields)}"
-        lines.append(f"{loc}: {msg} (got {err.get('input')!r})")
+            model = DaskConfig if err["loc"][:1] == ("dask",) else AnnealerConfig
+            msg = f"unknown key {err['loc'][-1]!r}; allowed keys: {', '.join(model.model_fields)}"
+        if "(got" not in msg:  # a validator's own message already shows the value
+            msg = f"{msg} (got {err.get('input')!r})"
+        lines.append(f"{loc}: {msg}")
     return "; ".join(lines)

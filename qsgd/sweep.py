@@ -32,6 +32,7 @@ else:  # pragma: no cover
 
 __all__ = [
     "sweep_parser",
+    "sweep_dask_options",
     "parse_grid",
     "expand_grid",
     "parse_seeds",
@@ -197,7 +198,10 @@ def sweep_parser(
 ) -> argparse.ArgumentParser:
     """The argument parser shared by ``bnn sweep`` and ``qkernels sweep``.
 
-    Arguments: ``CONFIG``, repeatable ``--grid KEY=VALUES``, ``--seeds``, ``--scheduler``, ``--out``.
+    Arguments: ``CONFIG``, repeatable ``--grid KEY=VALUES``, ``--seeds``, ``--scheduler``,
+    ``--out``, and the Dask cluster options (``--scheduler-file``, ``--timeout``,
+    ``--connect-timeout``, ``--worker-timeout``, ``--tls-ca-file``, ``--tls-cert``,
+    ``--tls-key``; read them with :func:`sweep_dask_options`).
     """
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("config", help=config_help)
@@ -218,4 +222,92 @@ def sweep_parser(
         help="local | processes | a Dask scheduler address such as tcp://host:8786",
     )
     parser.add_argument("--out", default=None, help="sweep folder (default runs/sweep-<name>)")
+    dask = parser.add_argument_group("Dask cluster (where the sweep's tasks run)")
+    dask.add_argument(
+        "--scheduler-file",
+        default=None,
+        metavar="PATH",
+        help="JSON file written by `dask scheduler --scheduler-file PATH` (instead of --scheduler)",
+    )
+    dask.add_argument(
+        "--timeout",
+        default=None,
+        metavar="SECONDS",
+        help="give up when the whole sweep has not finished after this long (default: no limit)",
+    )
+    dask.add_argument(
+        "--connect-timeout",
+        default=None,
+        metavar="SECONDS",
+        help="seconds to reach the scheduler and get its handshake (default 10)",
+    )
+    dask.add_argument(
+        "--worker-timeout",
+        default=None,
+        metavar="SECONDS",
+        help="seconds the cluster may have no worker while runs wait (default 60)",
+    )
+    for flag, what in (
+        ("--tls-ca-file", "CA certificate"),
+        ("--tls-cert", "client certificate"),
+        ("--tls-key", "client private key"),
+    ):
+        dask.add_argument(flag, default=None, metavar="PEM", help=f"{what} for a tls:// scheduler")
     return parser
+
+
+def sweep_dask_options(args: argparse.Namespace) -> tuple[dict[str, Any], float | None]:
+    """``(engine options, sweep timeout)`` from the Dask options of :func:`sweep_parser`.
+
+    Returns:
+        :class:`qsgd.distributed.DaskEngine` keywords for the options given, and the
+        ``--timeout`` in seconds (``None``: no limit on the whole sweep).
+
+    Raises:
+        ConfigError: a value that is not a positive number of seconds, a missing PEM file, or
+            both ``--scheduler`` (other than local) and ``--scheduler-file``; the message names
+            the option.
+    """
+    from qsgd.distributed import _check_file
+
+    options: dict[str, Any] = {}
+    timeout = None
+    for flag in ("--timeout", "--connect-timeout", "--worker-timeout"):
+        text = getattr(args, flag[2:].replace("-", "_"))
+        if text is None:
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not 0 < value < float("inf"):
+            raise ConfigError(f"{flag} must be a positive number of seconds (got {text!r})")
+        if flag == "--timeout":
+            timeout = value
+        else:
+            options[flag[2:].replace("-", "_")] = value
+    if args.scheduler_file is not None:
+        if args.scheduler != "local":
+            raise ConfigError(
+                "give either --scheduler or --scheduler-file "
+                f"(got --scheduler {args.scheduler} and --scheduler-file {args.scheduler_file})"
+            )
+        options["scheduler_file"] = args.scheduler_file
+    tls = {
+        flag: _check_file(flag, getattr(args, flag[2:].replace("-", "_")))
+        for flag in ("--tls-ca-file", "--tls-cert", "--tls-key")
+    }
+    if any(tls.values()):
+        if not (tls["--tls-ca-file"] and tls["--tls-cert"]):
+            raise ConfigError(
+                "a tls:// scheduler needs --tls-ca-file and --tls-cert (and --tls-key unless the "
+                f"certificate holds the key) (got {', '.join(f for f, v in tls.items() if v)})"
+            )
+        if not (args.scheduler.startswith("tls://") or args.scheduler_file is not None):
+            raise ConfigError(
+                "--tls-ca-file, --tls-cert and --tls-key are for a tls:// scheduler or a "
+                f"--scheduler-file (got --scheduler {args.scheduler})"
+            )
+        options.update(tls_ca_file=tls["--tls-ca-file"], tls_cert=tls["--tls-cert"])
+        options["tls_key"] = tls["--tls-key"]
+    return options, timeout

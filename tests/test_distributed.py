@@ -1,27 +1,37 @@
 """qsgd.distributed, qkernels.distributed and the sweeps on a 2-worker LocalCluster.
 
 One cluster (2 processes, 1 thread each) is shared by the module and closed at its end. Every
-distributed result is compared with the in-process one for the same seed.
+distributed result is compared with the in-process one for the same seed. The bounded waits are
+pinned against real counterparts: a socket server that accepts connections and never answers,
+a real scheduler without workers, a real scheduler file, a real TLS scheduler, a worker
+process killed mid-sweep.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from qsgd.config import AnnealerConfig
 from qsgd.distributed import (
+    DaskConfig,
     DaskEngine,
     DistributedSampler,
     SamplerSpec,
     check_scheduler,
     chunk_plan,
+    read_scheduler_file,
     solve_batch_distributed,
     solve_batches,
 )
@@ -138,7 +148,8 @@ def test_unreachable_scheduler_fails_fast():
     eng = DaskEngine("tcp://127.0.0.1:1", connect_timeout=1.0)
     with pytest.raises(
         BackendError,
-        match=r"could not reach the Dask scheduler at 'tcp://127\.0\.0\.1:1' within 1 s",
+        match=r"could not reach the Dask scheduler at 'tcp://127\.0\.0\.1:1' within "
+        r"connect_timeout=1 s",
     ):
         solve_batch_distributed("neal", layer_batch(0), engine=eng, seed=0, **NEAL)
 
@@ -283,7 +294,7 @@ def test_distributed_gram_equals_kernel_gram(engine):
         distributed_gram(kern, x, kind="rbf")
 
 
-def _strip(rows, keys=("wall_time", "run_dir", "train_seconds")):
+def _strip(rows, keys=("wall_time", "run_dir", "train_seconds", "note")):
     return [{k: v for k, v in r.items() if k not in keys} for r in rows]
 
 
@@ -390,10 +401,423 @@ def test_kernel_experiment_with_scheduler_equals_local(engine, monkeypatch):
     local_cfg = ExperimentConfig.model_validate(base)
     dist_cfg = ExperimentConfig.model_validate({**base, "kernel": {"scheduler": "processes"}})
     calls = []
-    monkeypatch.setattr(qkd, "get_engine", lambda scheduler: calls.append(scheduler) or engine)
+    monkeypatch.setattr(
+        qkd, "resolve_engine", lambda scheduler, **kw: calls.append(scheduler) or engine
+    )
     local = run_one(local_cfg, local_cfg.datasets[0], local_cfg.ansatze[0], seed=0)
     dist = run_one(dist_cfg, dist_cfg.datasets[0], dist_cfg.ansatze[0], seed=0)
     assert calls and set(calls) == {"processes"}  # the Gram went through the engine
     for stage in ("before", "after"):
         assert dist[stage]["accuracy"] == local[stage]["accuracy"]
         assert dist[stage]["alignment"] == pytest.approx(local[stage]["alignment"], abs=1e-12)
+
+
+# --------------------------------------------------------------------------- bounded waits
+
+
+def _bnn_base(epochs: int = 2, batches: int = 3) -> dict:
+    return {
+        "name": "s",
+        "data": {"name": "breast_cancer", "options": {"seed": 0}},
+        "model": {"hidden": [6]},
+        "optimizer": {"name": "qpsbgd", "lr": 0.05},
+        "annealer": {"backend": "neal", "num_reads": 2, "num_sweeps": 10},
+        "train": {
+            "epochs": epochs,
+            "batch_size": 32,
+            "max_batches_per_epoch": batches,
+            "num_threads": 1,
+        },
+        "output": {"run_dir": "unused", "plots": False},
+    }
+
+
+@pytest.fixture
+def silent_scheduler():
+    """A TCP server on 127.0.0.1 that accepts every connection and never sends a byte."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.1)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            accepted.append(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"tcp://127.0.0.1:{server.getsockname()[1]}", accepted
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in accepted:
+            conn.close()
+        server.close()
+
+
+@pytest.fixture
+def cluster_no_workers():
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=0, processes=False, protocol="tcp://", dashboard_address=None
+    ) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def thread_cluster(tmp_path):
+    """A real scheduler with one in-process worker; it writes its scheduler file."""
+    from distributed import LocalCluster
+
+    path = tmp_path / "scheduler.json"
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=2,
+        processes=False,
+        protocol="tcp://",
+        dashboard_address=None,
+        scheduler_kwargs={"scheduler_file": str(path)},
+    ) as cluster:
+        yield cluster, path
+
+
+@pytest.mark.timeout(30)
+def test_scheduler_that_never_answers_fails_within_connect_timeout(silent_scheduler):
+    address, accepted = silent_scheduler
+    engine = DaskEngine(address, connect_timeout=1.0)
+    t0 = time.monotonic()
+    with pytest.raises(
+        BackendError,
+        match=rf"the Dask scheduler at '{address}' did not answer within connect_timeout=1 s",
+    ):
+        solve_batch_distributed("neal", layer_batch(0), engine=engine, seed=0, **NEAL)
+    assert time.monotonic() - t0 < 8
+    assert accepted  # it did connect: the wait that hung was the handshake
+
+
+@pytest.mark.timeout(30)
+def test_scheduler_without_workers_fails_after_worker_timeout(cluster_no_workers):
+    address = cluster_no_workers.scheduler_address
+    with DaskEngine(address, connect_timeout=5, worker_timeout=1.0) as engine:
+        assert engine.worker_count() == 0
+        t0 = time.monotonic()
+        with pytest.raises(
+            BackendError,
+            match=rf"solve neal: no Dask worker connected to the scheduler at '{address}' "
+            r"for worker_timeout=1 s \(0 of 1 tasks finished\)",
+        ):
+            solve_batch_distributed("neal", layer_batch(0), engine=engine, seed=0, **NEAL)
+        assert time.monotonic() - t0 < 8
+
+
+@pytest.mark.timeout(30)
+def test_results_wait_is_bounded_by_timeout(thread_cluster):
+    cluster, _ = thread_cluster
+    with DaskEngine(cluster.scheduler_address, timeout=0.5) as engine:
+        t0 = time.monotonic()
+        with pytest.raises(
+            BackendError, match=r"sleepers: only 0 of 1 tasks finished within timeout=0\.5 s"
+        ):
+            engine.map(time.sleep, [2.0], key="sleepers")
+        assert time.monotonic() - t0 < 2.5
+        assert engine.map(abs, [-2, 3], timeout=None) == [2, 3]  # per-call override
+
+
+def test_dask_settings_from_toml_and_set(tmp_path):
+    from bnn.config import RunConfig
+    from qkernels.config import ExperimentConfig
+
+    path = tmp_path / "run.toml"
+    path.write_text(
+        '[data]\nname = "breast_cancer"\n[optimizer]\nname = "qpsbgd"\n'
+        '[annealer]\nbackend = "neal"\nscheduler = "tcp://10.0.0.5:8786"\n'
+        "[annealer.dask]\ntimeout = 600\nconnect_timeout = 5\nchunk_size = 8\n"
+    )
+    cfg = RunConfig.from_file(path, ["annealer.dask.worker_timeout=30", "annealer.dask.timeout=90"])
+    dask = cfg.annealer.dask
+    assert (dask.timeout, dask.connect_timeout, dask.worker_timeout, dask.chunk_size) == (
+        90.0,
+        5.0,
+        30.0,
+        8,
+    )
+    sampler = cfg.annealer.make_sampler()  # nothing is contacted yet
+    assert isinstance(sampler, DistributedSampler) and sampler.chunk_size == 8
+    assert sampler.engine_options["timeout"] == 90.0
+    assert sampler.engine_options["connect_timeout"] == 5.0
+    for override, msg in (
+        ("annealer.dask.timeout=-1", r"annealer\.dask\.timeout.*greater than 0 \(got -1\)"),
+        ("annealer.dask.timout=1", r"unknown config key 'annealer\.dask\.timout'"),
+        ("annealer.dask.chunk_size=0", r"annealer\.dask\.chunk_size"),
+        ("annealer.dask.scheduler_file=/s.json", r"give one of scheduler .*scheduler_file"),
+    ):
+        with pytest.raises(ConfigError, match=msg):
+            RunConfig.from_file(path, [override])
+    base = {"datasets": [{"name": "moons"}], "ansatze": [{"name": "hubregtsen"}]}
+    kcfg = ExperimentConfig.from_dict(
+        {**base, "kernel": {"dask": {"timeout": 20, "chunk_size": 4}}}
+    )
+    assert kcfg.kernel.dask.timeout == 20.0 and kcfg.kernel.dask.chunk_size == 4
+    with pytest.raises(ConfigError, match=r"kernel\.dask\.connect_timeout"):
+        ExperimentConfig.from_dict({**base, "kernel": {"dask": {"connect_timeout": 0}}})
+
+
+def test_tls_settings_are_checked(tmp_path):
+    pem = tmp_path / "ca.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\n")
+    missing = str(tmp_path / "client.pem")
+    with pytest.raises(
+        ConfigError,
+        match=r"tls_cert must be an existing PEM file \(got '.*client\.pem': no such file\)",
+    ):
+        DaskEngine("tls://10.0.0.5:8786", tls_ca_file=pem, tls_cert=missing)
+    with pytest.raises(
+        ConfigError, match=r"annealer\.dask\.tls_key: tls_key must be an existing PEM file"
+    ):
+        AnnealerConfig.from_dict({"dask": {"tls_key": missing}})
+    with pytest.raises(ConfigError, match=r"needs tls_ca_file and tls_cert .*tls_cert is missing"):
+        DaskConfig.coerce({"tls_ca_file": str(pem)})
+    with pytest.raises(ConfigError, match=r"are for a tls:// scheduler .*got scheduler='tcp://"):
+        DaskEngine("tcp://10.0.0.5:8786", tls_ca_file=pem, tls_cert=pem)
+
+
+@pytest.mark.timeout(60)
+def test_tls_scheduler_with_certificate_files(tmp_path):
+    from distributed import LocalCluster
+    from distributed.security import Security
+
+    temp = Security.temporary()  # in-memory CA and certificates (needs `cryptography`)
+    files = {}
+    for name in ("tls_ca_file", "tls_client_cert", "tls_client_key"):
+        files[name] = tmp_path / f"{name}.pem"
+        files[name].write_text(getattr(temp, name))
+    with LocalCluster(
+        n_workers=1, processes=False, protocol="tls://", security=temp, dashboard_address=None
+    ) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tls://")
+        with DaskEngine(
+            address,
+            tls_ca_file=files["tls_ca_file"],
+            tls_cert=files["tls_client_cert"],
+            tls_key=files["tls_client_key"],
+        ) as engine:
+            assert engine.map(abs, [-1, -2]) == [1, 2]
+        with pytest.raises(BackendError, match=rf"Dask scheduler at '{address}'"):
+            DaskEngine(address, connect_timeout=1).worker_count()  # no certificates
+
+
+@pytest.mark.timeout(60)
+def test_scheduler_file_written_by_a_real_scheduler(thread_cluster, tmp_path):
+    cluster, path = thread_cluster
+    assert read_scheduler_file(path) == cluster.scheduler_address
+    b = layer_batch(6, m=9)
+    ref = solve_batch(get_sampler("neal"), b, seed=4, **NEAL)
+    sampler = AnnealerConfig.from_dict(
+        {"backend": "neal", "dask": {"scheduler_file": str(path), "chunk_size": 4}}
+    ).make_sampler()
+    assert isinstance(sampler, DistributedSampler)
+    res = solve_batch(sampler, b, seed=4, **NEAL)
+    assert_same(ref, res)
+    assert res.info["scheduler"] == cluster.scheduler_address and res.info["chunks"] == 3
+    with pytest.raises(
+        BackendError, match=r"scheduler_file '.*nope\.json' does not exist \(waited 0\.3 s"
+    ):
+        DaskEngine(scheduler_file=tmp_path / "nope.json", connect_timeout=0.3).worker_count()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"type": "Scheduler"}))
+    with pytest.raises(
+        BackendError, match=r"is not a Dask scheduler file: expected JSON with an 'address'"
+    ):
+        DaskEngine(scheduler_file=bad).worker_count()
+    with pytest.raises(
+        ConfigError, match=r"give one of scheduler .* \(got scheduler='processes', scheduler_file="
+    ):
+        DaskEngine("processes", scheduler_file=path)
+
+
+@pytest.mark.timeout(60)
+def test_existing_client_is_used_and_left_open(thread_cluster):
+    from distributed import Client
+
+    from qkernels.ansatz import get_ansatz
+    from qkernels.distributed import distributed_gram
+    from qkernels.kernel import EmbeddingKernel
+
+    cluster, _ = thread_cluster
+    b = layer_batch(7, m=6)
+    with Client(cluster, set_as_default=False) as client:
+        sampler = DistributedSampler("neal", client=client, chunk_size=2)
+        assert sampler.scheduler == cluster.scheduler_address
+        assert_same(
+            solve_batch(get_sampler("neal"), b, seed=2, **NEAL),
+            solve_batch(sampler, b, seed=2, **NEAL),
+        )
+        res = solve_batches("neal", [b], seeds=[2], client=client, **NEAL)[0]
+        assert_same(solve_batch(get_sampler("neal"), b, seed=2, **NEAL), res)
+        kern = EmbeddingKernel(get_ansatz("angle", n_wires=2), seed=0)
+        x = np.random.default_rng(1).uniform(-1, 1, (5, 2))
+        K = distributed_gram(kern, x, client=client, dask={"chunk_size": 2})
+        np.testing.assert_allclose(K, kern.gram(x).detach().numpy(), atol=1e-12)
+        engine = DaskEngine(client=client)
+        engine.close()
+        assert client.submit(abs, -5).result(timeout=30) == 5  # still open
+        with pytest.raises(ConfigError, match=r"give one of scheduler .*client="):
+            DistributedSampler("neal", scheduler="processes", client=client)
+
+
+# --------------------------------------------------------------------------- sweeps: lost runs
+
+
+def _files(folder: Path) -> dict[str, tuple[str, int]]:
+    return {
+        p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(folder.iterdir())
+        if p.is_file()
+    }
+
+
+def test_sweep_rerun_reuses_resumes_or_restarts_a_run_folder(tmp_path):
+    from bnn.sweep import run_sweep
+
+    base, grid, out = _bnn_base(epochs=2), {"optimizer.lr": [0.05]}, tmp_path / "out"
+    (ref,) = run_sweep(base, grid, [3], out)
+    assert ref["status"] == "completed" and ref["note"] == ""
+    run = Path(ref["run_dir"])
+
+    before = _files(run)  # a completed run of the same config: reused, not touched
+    (row,) = run_sweep(base, grid, [3], out)
+    assert row["note"].startswith("completed earlier") and _strip([row]) == _strip([ref])
+    assert _files(run) == before
+
+    (run / "summary.json").unlink()  # cut short after epoch 1: a checkpoint, no summary
+    os.replace(run / "checkpoint.prev.pt", run / "checkpoint.pt")
+    (row,) = run_sweep(base, grid, [3], out)
+    assert row["note"] == "resumed a partial run from its checkpoint (epoch 1, step 3)"
+    assert _strip([row]) == _strip([ref])  # same result as the uninterrupted run
+
+    for name in ("summary.json", "checkpoint.pt", "checkpoint.prev.pt"):  # cut short in epoch 1
+        (run / name).unlink()
+    (row,) = run_sweep(base, grid, [3], out)
+    assert row["note"].startswith("restarted") and _strip([row]) == _strip([ref])
+
+    before = _files(run)  # a run of another config in the folder: refused, never touched
+    other = {**base, "model": {"hidden": [7]}}
+    (row,) = run_sweep(other, grid, [3], out)
+    assert row["status"].startswith("failed: ConfigError: run directory")
+    assert "holds a run of another config (it differs at model.hidden)" in row["status"]
+    assert _files(run) == before
+
+
+def _runs_in_progress(out: Path, pids) -> dict[int, Path]:
+    """``{worker pid: run folder}`` for the runs a worker is training now and has checkpointed.
+
+    A run in progress is found by the lock its attempt holds (``OUT/.locks/<label>.lock``, an
+    open file of the worker process) on a folder with a checkpoint and no summary yet.
+    """
+    found = {}
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = Path(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except OSError:
+                continue
+            if target.parent == out / ".locks":
+                run = out / target.name.removesuffix(".lock")
+                if (run / "checkpoint.pt").exists() and not (run / "summary.json").exists():
+                    found[pid] = run
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds runs through /proc")
+def test_bnn_sweep_survives_a_killed_worker(engine, tmp_path):
+    from bnn.sweep import run_sweep
+
+    base, grid, seeds = _bnn_base(epochs=4, batches=8), {"optimizer.lr": [0.01, 0.1]}, [3, 4]
+    out = (tmp_path / "dist").resolve()
+    client = engine.client
+    pids = list(client.run(os.getpid).values())
+    box: dict = {}
+    thread = threading.Thread(
+        target=lambda: box.update(rows=run_sweep(base, grid, seeds, out, engine=engine))
+    )
+    thread.start()
+    deadline, running = time.monotonic() + 90, {}
+    while not running and time.monotonic() < deadline and thread.is_alive():
+        running = _runs_in_progress(out, pids)
+        time.sleep(0.01)
+    assert running, "no run was seen between its first checkpoint and its end"
+    pid, victim_run = next(iter(running.items()))
+    os.kill(pid, signal.SIGKILL)  # the worker process dies in the middle of that run
+    thread.join(150)
+    assert not thread.is_alive()
+    rows = box["rows"]
+    assert [(r["optimizer.lr"], r["seed"]) for r in rows] == [
+        (0.01, 3),
+        (0.01, 4),
+        (0.1, 3),
+        (0.1, 4),
+    ]
+    assert all(r["status"] == "completed" for r in rows), [r["status"] for r in rows]
+    (victim,) = [r for r in rows if Path(r["run_dir"]) == victim_run]
+    assert victim["note"].startswith("resumed a partial run from its checkpoint"), victim
+    assert len(json.loads((out / "sweep.json").read_text())["rows"]) == 4
+    local = run_sweep(base, grid, seeds, tmp_path / "local")
+    assert _strip(rows) == _strip(local)  # the resumed run gives the uninterrupted result
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_sweep_cli_cluster_options(tmp_path, silent_scheduler):
+    from bnn.sweep import main_sweep
+
+    cfg = tmp_path / "base.toml"
+    cfg.write_text('[data]\nname = "breast_cancer"\n[optimizer]\nname = "qpsbgd"\n')
+    out = tmp_path / "x"
+    proc = subprocess.run(  # the real CLI: exit 2, one line on stderr, nothing written
+        [sys.executable, "-m", "bnn", "sweep", str(cfg), "--out", str(out)]
+        + ["--connect-timeout", "-1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "--connect-timeout must be a positive number of seconds (got '-1')" in proc.stderr
+    for args, msg in (
+        (["--timeout", "soon"], r"--timeout must be a positive number of seconds \(got 'soon'\)"),
+        (["--scheduler", "processes", "--scheduler-file", "s.json"], r"give either --scheduler"),
+        (
+            ["--scheduler", "tls://h:1", "--tls-ca-file", "nope.pem", "--tls-cert", "x.pem"],
+            r"--tls-ca-file must be an existing PEM file \(got 'nope\.pem': no such file\)",
+        ),
+        (
+            ["--scheduler", "tcp://h:1", "--tls-ca-file", str(cfg), "--tls-cert", str(cfg)],
+            r"are for a tls:// scheduler",
+        ),
+    ):
+        with pytest.raises(ConfigError, match=msg):
+            from qsgd.sweep import sweep_dask_options, sweep_parser
+
+            ns = sweep_parser("t", "", "", "", "0").parse_args([str(cfg), *args])
+            sweep_dask_options(ns)
+        assert main_sweep([str(cfg), "--out", str(out), *args]) == 2
+    address, _ = silent_scheduler
+    t0 = time.monotonic()
+    code = main_sweep(
+        [str(cfg), "--out", str(out), "--scheduler", address, "--connect-timeout", "1"]
+    )
+    assert code == 2 and time.monotonic() - t0 < 10
+    assert not out.exists()
