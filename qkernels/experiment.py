@@ -151,19 +151,19 @@ def _svm_scores(K_train: np.ndarray, K_test: np.ndarray, ds: Dataset, C: float) 
 
 
 def _grams(
-    kern: EmbeddingKernel, ds: Dataset, scheduler: str = "local"
+    kern: EmbeddingKernel, ds: Dataset, scheduler: str = "local", dask: Any = None
 ) -> tuple[np.ndarray, np.ndarray, float]:
     t0 = time.perf_counter()
-    if scheduler == "local":
+    if scheduler == "local" and getattr(dask, "scheduler_file", None) is None:
         with torch.no_grad():
             K = kern.gram(ds.X_train)
             K_test = kern.gram(ds.X_test, ds.X_train)
     else:  # Gram tiles on Dask workers (same values as the local Gram)
         from qkernels.distributed import distributed_gram
 
-        K = torch.from_numpy(distributed_gram(kern, ds.X_train, scheduler=scheduler))
+        K = torch.from_numpy(distributed_gram(kern, ds.X_train, scheduler=scheduler, dask=dask))
         K_test = torch.from_numpy(
-            distributed_gram(kern, ds.X_test, ds.X_train, scheduler=scheduler)
+            distributed_gram(kern, ds.X_test, ds.X_train, scheduler=scheduler, dask=dask)
         )
     return K.numpy(), K_test.numpy(), time.perf_counter() - t0
 
@@ -355,7 +355,7 @@ def run_one(
     rbf_info: dict[str, Any] | None = None
     if bcfg.rbf:
         rbf_info, K_rbf, K_rbf_test = _tuned_rbf(ds, C, bcfg.rbf_candidates, folds)
-    K_before, K_before_test, gram_s = _grams(kern, ds, cfg.kernel.scheduler)
+    K_before, K_before_test, gram_s = _grams(kern, ds, cfg.kernel.scheduler, cfg.kernel.dask)
     before = {**_scores(K_before, K_before_test, ds, C, bcfg.reg, K_rbf), "gram_seconds": gram_s}
     methods: dict[str, dict[str, Any]] = {"untrained": before}
     t0 = time.perf_counter()
@@ -363,7 +363,7 @@ def run_one(
         search = _search_bandwidth(kern, ds, C, bandwidth_candidates(cfg, len(ds.y_train)), folds)
         with torch.no_grad():
             kern.bandwidth.fill_(search["bandwidth"])
-        K_bw, K_bw_test, _ = _grams(kern, ds, cfg.kernel.scheduler)
+        K_bw, K_bw_test, _ = _grams(kern, ds, cfg.kernel.scheduler, cfg.kernel.dask)
         with torch.no_grad():
             kern.bandwidth.fill_(cfg.kernel.bandwidth)
         methods["untrained_tuned_bandwidth"] = {
@@ -389,7 +389,7 @@ def run_one(
         )
     train_seconds = time.perf_counter() - t0
     if training:
-        K_after, K_after_test, gram_s = _grams(kern, ds, cfg.kernel.scheduler)
+        K_after, K_after_test, gram_s = _grams(kern, ds, cfg.kernel.scheduler, cfg.kernel.dask)
         after = {**_scores(K_after, K_after_test, ds, C, bcfg.reg, K_rbf), "gram_seconds": gram_s}
     else:
         after, K_after = before, K_before

@@ -399,14 +399,18 @@ def test_kernel_experiment_with_scheduler_equals_local(engine, monkeypatch):
         "training": {"steps": 2, "batch_size": 4},
     }
     local_cfg = ExperimentConfig.model_validate(base)
-    dist_cfg = ExperimentConfig.model_validate({**base, "kernel": {"scheduler": "processes"}})
+    kernel = {"scheduler": "processes", "dask": {"timeout": 77, "chunk_size": 3}}
+    dist_cfg = ExperimentConfig.model_validate({**base, "kernel": kernel})
     calls = []
-    monkeypatch.setattr(
-        qkd, "resolve_engine", lambda scheduler, **kw: calls.append(scheduler) or engine
-    )
+
+    def fake_resolve(scheduler, **kw):
+        calls.append((scheduler, kw["dask"].timeout, kw["dask"].chunk_size))
+        return engine
+
+    monkeypatch.setattr(qkd, "resolve_engine", fake_resolve)
     local = run_one(local_cfg, local_cfg.datasets[0], local_cfg.ansatze[0], seed=0)
     dist = run_one(dist_cfg, dist_cfg.datasets[0], dist_cfg.ansatze[0], seed=0)
-    assert calls and set(calls) == {"processes"}  # the Gram went through the engine
+    assert calls and set(calls) == {("processes", 77.0, 3)}  # through the engine, [kernel.dask]
     for stage in ("before", "after"):
         assert dist[stage]["accuracy"] == local[stage]["accuracy"]
         assert dist[stage]["alignment"] == pytest.approx(local[stage]["alignment"], abs=1e-12)
