@@ -3,12 +3,13 @@
 A two-layer binary GCN (Kipf & Welling) trained full-batch on the Planetoid public splits
 (Cora, CiteSeer: the ``.npz`` files shipped in ``bnn/datasets/``) and on Zachary's Karate club (one labelled node per
 club plus seeded extra nodes), comparing QP-SBGD (annealer backends, default ``batched`` and
-``neal``) with BinaryConnect, signSGD, ProxQuant and full precision, with an equal
-hyperparameter-search budget on the validation nodes and test accuracy on the test nodes.
+``neal``) with BinaryConnect, signSGD, ProxQuant, Bop, the c = 0 ablation of QP-SBGD and full precision under the fair protocol of
+:mod:`bnn.experiments` (every method searches its step size, grids extended at edges, model
+selection and test accuracy at the best-validation epoch with early stopping, fixed threads).
 
 Run::
 
-    python examples/gcn.py --datasets karate,cora --seeds 5 --out results/gcn
+    python examples/gcn.py --datasets karate --seeds 5 --epochs 200 --threads 1 --out results/gcn
     python examples/gcn.py --smoke --out /tmp/smoke
 
 QP-SBGD on ``neal`` solves one dimod problem per neuron (64 problems of 1433 spins per step on
@@ -21,8 +22,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
 from bnn.data import get_dataset
 from bnn.experiments import (
     Task,
@@ -30,7 +29,7 @@ from bnn.experiments import (
     annealer_settings,
     build_methods,
     command_line,
-    make_grid,
+    fix_threads,
     run_experiment,
     write_results,
 )
@@ -39,30 +38,33 @@ from bnn.models import BinaryGCN
 DATASETS = ("karate", "cora", "citeseer")
 
 
-def grids(smoke: bool, curvature_scale: str = "fisher") -> dict[str, list[dict]]:
-    """Equal budget (4 settings) per method; QP-SBGD: 2 learning rates x 2 curvature scales.
+def grids(smoke: bool, curvature_scale: str = "fisher") -> dict[str, dict[str, list[float]]]:
+    """The search axes of every method (extended by the harness when a choice sits on an edge).
 
-    With ``curvature_scale="fisher"`` (default; see docs/tuning.md) the curvature values are
-    relative to the empirical Fisher of the layer's outputs, so they span the same range in
-    every layer; with ``"unit"`` they multiply ``X^T X / B`` directly.
+    Every binary method searches its step size ``lr`` on the same values; the non-binary
+    parameters' Adam lr is tied to it (QP-SBGD ``other_lr = lr``). QP-SBGD adds its curvature
+    (``curvature_scale="fisher"``: relative to the empirical Fisher of the layer outputs,
+    docs/tuning.md), the c = 0 ablation is the same pipeline at curvature 0, and Bop, which
+    has no step size, searches ``threshold`` x ``gamma`` x its Adam ``lr``.
     """
     if smoke:
         return {
-            "qpsbgd": make_grid(lr=[0.05], curvature=[0.01]),
-            **{k: make_grid(lr=[0.01]) for k in ("binaryconnect", "signsgd", "proxquant")},
-            "full_precision": make_grid(lr=[0.01]),
+            "qpsbgd": {"lr": [0.03, 0.1], "curvature": [3.0]},
+            "qpsbgd_c0": {"lr": [0.05]},
+            **{k: {"lr": [0.01]} for k in ("binaryconnect", "signsgd", "proxquant")},
+            "bop": {"threshold": [1e-4], "gamma": [1e-2], "lr": [0.01]},
+            "full_precision": {"lr": [0.01]},
         }
-    lr = [0.003, 0.01, 0.03, 0.1]
+    lr = [0.003, 0.01, 0.03]
+    curvature = [3.0, 30.0, 300.0] if curvature_scale == "fisher" else [0.001, 0.01, 0.1]
     return {
-        "qpsbgd": (
-            make_grid(lr=[0.003, 0.01], curvature=[3.0, 30.0])
-            if curvature_scale == "fisher"
-            else make_grid(lr=[0.02, 0.05], curvature=[0.001, 0.01])
-        ),
-        "binaryconnect": make_grid(lr=lr),
-        "signsgd": make_grid(lr=[0.001, 0.003, 0.01, 0.03]),
-        "proxquant": make_grid(lr=lr),
-        "full_precision": make_grid(lr=lr),
+        "qpsbgd": {"lr": lr, "curvature": curvature},
+        "qpsbgd_c0": {"lr": lr},
+        "binaryconnect": {"lr": lr},
+        "signsgd": {"lr": lr},
+        "proxquant": {"lr": lr},
+        "bop": {"threshold": [1e-6, 1e-4, 1e-2], "gamma": [1e-3, 1e-2, 1e-1], "lr": lr},
+        "full_precision": {"lr": lr},
     }
 
 
@@ -84,19 +86,23 @@ def main(argv: list[str] | None = None) -> dict:
         help="QP-SBGD output-curvature estimate (docs/tuning.md)",
     )
     parser.add_argument("--datasets", default="karate,cora,citeseer", help="comma-separated")
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--search-epochs", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=200, help="maximum epochs of every run")
     parser.add_argument("--hidden", type=int, default=64, help="hidden width (Karate: 16)")
     parser.add_argument("--data-root", default=None, help="folder with cora.npz, citeseer.npz")
     parser.add_argument("--neal-seeds", type=int, default=1)
     parser.add_argument("--neal-epochs", type=int, default=5)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
     names = ["karate"] if args.smoke else [d.strip() for d in args.datasets.split(",")]
     unknown = [d for d in names if d not in DATASETS]
     if unknown:
         parser.error(f"--datasets: unknown dataset {unknown[0]!r}; known: {', '.join(DATASETS)}")
-    backends, annealer = annealer_settings(args, {"num_reads": 1, "num_sweeps": 20})
+    try:
+        backends, annealer = annealer_settings(args, {"num_reads": 1, "num_sweeps": 20})
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    fix_threads(args.threads, numba_too=args.jobs == 1)
+    patience = None if args.patience is None and args.smoke else (args.patience or 50)
     include = args.methods.split(",") if args.methods else None
     seeds = list(range(1 if args.smoke else args.seeds))
     out: dict = {}
@@ -109,8 +115,10 @@ def main(argv: list[str] | None = None) -> dict:
             lambda d, binary, h=hidden: BinaryGCN(
                 d.num_features, [h], d.num_classes, binary=binary, dropout=0.5
             ),
-            epochs=2 if args.smoke else args.epochs,
-            search_epochs=args.search_epochs,
+            epochs=3 if args.smoke else args.epochs,
+            search_fraction=args.search_fraction or 1.0,
+            patience=patience,
+            max_extensions=1 if args.smoke else args.max_extensions,
         )
         methods = build_methods(
             grids(args.smoke, args.curvature_scale),
@@ -130,6 +138,8 @@ def main(argv: list[str] | None = None) -> dict:
             task,
             methods,
             seeds=seeds,
+            jobs=args.jobs,
+            threads=args.threads,
             title=f"{name}, binary GCN (hidden {hidden}, full batch), {len(seeds)} seeds",
             extra={
                 "command": command_line("examples/gcn.py", argv),

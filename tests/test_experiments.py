@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+import bnn.experiments as experiments
 from bnn.data import get_dataset
 from bnn.experiments import (
     Method,
@@ -22,14 +24,20 @@ from bnn.experiments import (
     make_grid,
     markdown_table,
     mean_std,
+    numbers_only,
+    paired_differences,
     run_experiment,
+    search,
     shrink_tabular,
     summarize,
+    summary_index,
+    train_once,
     write_results,
 )
 from bnn.models import BinaryMLP
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
 
 
 @pytest.fixture(autouse=True)
@@ -69,27 +77,45 @@ def test_make_grid_rejects_empty_values():
         make_grid(lr=[])
 
 
-def test_build_methods_equal_budget_and_order():
-    methods = build_methods(_grids(), backends=["batched", "neal"], annealer={"num_reads": 1})
+def test_build_methods_order_ablation_and_tied_other_lr():
+    grids = {**_grids(), "qpsbgd_c0": make_grid(lr=[0.01]), "bop": make_grid(lr=[0.01])}
+    methods = build_methods(grids, backends=["batched", "neal"], annealer={"num_reads": 1})
     assert [m.key for m in methods] == [
         "qpsbgd_neal",
         "qpsbgd_batched",
+        "qpsbgd_batched_c0",
         "binaryconnect",
         "signsgd",
         "proxquant",
+        "bop",
         "full_precision",
     ]
-    assert {len(m.grid) for m in methods} == {2}
     assert [m.binary for m in methods].count(False) == 1
     assert methods[0].fixed["backend"].backend == "neal"
     assert methods[0].fixed["backend"].num_reads == 1
+    assert methods[2].fixed["curvature"] == 0.0 and methods[2].label == "QP-SBGD c=0 (batched)"
+    assert all(m.tie_other_lr for m in methods if m.optimizer == "qpsbgd")
 
 
-def test_build_methods_rejects_unequal_budget():
-    grids = _grids()
-    grids["signsgd"] = make_grid(lr=[0.1, 0.2, 0.3])
-    with pytest.raises(ValueError, match="same search budget"):
-        build_methods(grids, backends=["neal"])
+def test_method_axes_make_the_product_grid_and_must_increase():
+    m = Method("x", "x", "signsgd", axes={"lr": [0.1, 0.3], "curvature": [1.0]})
+    assert m.grid == [{"lr": 0.1, "curvature": 1.0}, {"lr": 0.3, "curvature": 1.0}]
+    with pytest.raises(ValueError, match="axis 'lr' of method 'x' must be"):
+        Method("x", "x", "signsgd", axes={"lr": [0.3, 0.1]})
+
+
+def test_nonbinary_lr_tied_for_qpsbgd_and_a_searched_one_splits_the_baselines_groups():
+    model = BinaryMLP(6, [4], 2)
+    q = Method("qpsbgd_exact", "q", "qpsbgd", fixed={"backend": "exact"}, tie_other_lr=True)
+    opt = experiments._make_optimizer(q, model, {"lr": 0.02, "curvature": 1.0}, seed=0)
+    assert opt.other_lr == 0.02
+    bc = Method("binaryconnect", "BC", "binaryconnect")
+    opt = experiments._make_optimizer(bc, model, {"lr": 0.02}, seed=0)
+    assert [g["lr"] for g in opt.param_groups] == [0.02]
+    opt = experiments._make_optimizer(bc, model, {"lr": 0.02, "other_lr": 0.005}, seed=0)
+    assert [g["lr"] for g in opt.param_groups] == [0.02, 0.005]
+    assert all(getattr(p, "_bnn_binary", False) for p in opt.param_groups[0]["params"])
+    assert not any(getattr(p, "_bnn_binary", False) for p in opt.param_groups[1]["params"])
 
 
 def test_build_methods_rejects_unknown_method_and_missing_family():
@@ -249,23 +275,218 @@ def test_rosenbrock_script_smoke(tmp_path):
     ("script", "stem", "backends"),
     [
         ("a1a_2layer", "a1a_2layer", ["mock-dwave", "neal", "batched"]),
-        ("a1a_10layer", "a1a_10layer", ["neal", "batched"]),
+        ("a1a_10layer", "a1a_10layer", ["batched"]),
         ("gcn", "gcn_karate", ["neal", "batched"]),
     ],
 )
 def test_bnn_scripts_smoke(tmp_path, script, stem, backends):
     _load(script).main(["--smoke", "--out", str(tmp_path)])
     data = json.loads((tmp_path / f"{stem}.json").read_text())
-    expected = [f"qpsbgd_{b}" for b in backends]
-    expected += ["binaryconnect", "signsgd", "proxquant", "full_precision"]
+    expected = [f"qpsbgd_{b}" for b in backends] + ["qpsbgd_batched_c0"]
+    expected += ["binaryconnect", "signsgd", "proxquant", "bop", "full_precision"]
     assert list(data["methods"]) == expected
+    assert data["protocol"]["version"] == "fair-1" and data["protocol"]["threads"] == 1
     for m in data["methods"].values():
-        assert m["budget"] == 1 and len(m["runs"]) == 1
+        assert m["budget"] == len(m["search"]) >= 1 and len(m["runs"]) == 1
         run = m["runs"][0]
         assert 0.0 <= run["test_accuracy"] <= 1.0 and math.isfinite(run["test_loss"])
         assert run["wall_time_per_epoch"] > 0
+        assert run["curve"][run["best_epoch"] - 1]["test_accuracy"] == run["test_accuracy"]
+    assert data["paired"]
     assert 0.0 < data["majority_rate"] < 1.0
     assert data["extra"]["smoke"] is True and "--smoke" in data["extra"]["command"]
     table = (tmp_path / f"{stem}.md").read_text()
     assert "QP-SBGD (batched)" in table and "full precision" in table
     assert (tmp_path / f"{stem}.png").stat().st_size > 0
+
+
+# --------------------------------------------------------------------- the fair protocol
+def _fake_train(target: dict[str, float]):
+    """A stand-in for train_once whose validation score peaks at ``target`` (log distance)."""
+
+    def fake(task, method, hp, seed, *, epochs=None, patience="task"):
+        dist = sum(abs(math.log10(max(hp[k], 1e-12)) - math.log10(v)) for k, v in target.items())
+        return {
+            "val_accuracy": 1.0 - 0.1 * dist,
+            "val_loss": dist,
+            "best_epoch": 1,
+            "epochs_run": epochs,
+            "wall_time": 0.0,
+        }
+
+    return fake
+
+
+def test_search_extends_an_edge_axis_until_the_choice_is_interior(monkeypatch):
+    monkeypatch.setattr(experiments, "train_once", _fake_train({"lr": 0.05, "curvature": 3.0}))
+    task = Task("t", None, lambda d, b: None, epochs=8, search_fraction=0.5, max_extensions=3)
+    m = Method("q", "q", "qpsbgd", axes={"lr": [0.001, 0.003, 0.01], "curvature": [3.0, 30.0]})
+    chosen, trials, info = search(task, m, seed=0)
+    assert info["epochs"] == 4
+    # lr grows 0.01 -> 0.0333 -> 0.111; the curvature edge at 3 grows down to 0.3
+    lr_ext = [e["value"] for e in info["extensions"] if e["axis"] == "lr"]
+    assert lr_ext == pytest.approx([0.01 * 10 / 3, 0.01 * (10 / 3) ** 2])
+    assert [e["direction"] for e in info["extensions"] if e["axis"] == "curvature"] == [-1]
+    assert chosen == {"lr": pytest.approx(0.0333, rel=1e-2), "curvature": 3.0}
+    assert info["at_edge"] == [] and info["at_bound"] == []
+    for ax, vals in info["axes"].items():
+        assert vals[0] < chosen[ax] < vals[-1]
+    keys = [tuple(sorted(t["hparams"].items())) for t in trials]
+    assert len(keys) == len(set(keys)) == len(info["axes"]["lr"]) * len(info["axes"]["curvature"])
+
+
+def test_search_records_an_edge_left_by_the_extension_bound_and_hard_bounds(monkeypatch):
+    monkeypatch.setattr(experiments, "train_once", _fake_train({"lr": 10.0}))
+    task = Task("t", None, lambda d, b: None, epochs=2, max_extensions=1)
+    chosen, trials, info = search(
+        task, Method("s", "s", "signsgd", axes={"lr": [0.1, 0.3]}), seed=0
+    )
+    assert info["at_edge"] == ["lr"] and len(trials) == 3 and chosen["lr"] == pytest.approx(0.9)
+    task.max_extensions = 5
+    chosen, _, info = search(task, Method("s", "s", "signsgd", axes={"lr": [0.1, 0.3]}), seed=0)
+    assert chosen["lr"] == 1.0 and info["at_bound"] == ["lr"] and info["at_edge"] == []
+    monkeypatch.setattr(experiments, "train_once", _fake_train({"gamma": 1e-9}))
+    m = Method("b", "b", "bop", axes={"gamma": [0.0, 0.1]})
+    assert experiments._extend([0.0, 0.1], -1, (0.0, 1.0)) is None
+    chosen, _, info = search(task, m, seed=0)
+    assert chosen["gamma"] == 0.0 and info["at_bound"] == ["gamma"] and not info["extensions"]
+
+
+def test_train_once_selects_the_best_validation_epoch_and_stops_on_patience():
+    task = _digits_task()
+    task.epochs, task.patience = 12, 2
+    m = Method("signsgd", "signSGD", "signsgd")
+    rec = train_once(task, m, {"lr": 0.3}, seed=0)
+    curve = rec["curve"]
+    assert len(curve) == rec["epochs_run"] <= 12
+    best = max(curve, key=experiments._score)
+    assert rec["best_epoch"] == best["epoch"]
+    assert rec["test_accuracy"] == best["test_accuracy"]
+    assert rec["val_accuracy"] == best["val_accuracy"]
+    assert rec["last"]["test_accuracy"] == curve[-1]["test_accuracy"]
+    if rec["epochs_run"] < 12:
+        assert rec["epochs_run"] - rec["best_epoch"] == 2
+    full = train_once(task, m, {"lr": 0.3}, seed=0, patience=None)
+    assert full["epochs_run"] == 12
+    assert full["curve"][: len(curve)] == curve
+
+
+def test_paired_differences_t_interval():
+    runs = lambda accs: [{"seed": i, "test_accuracy": a} for i, a in enumerate(accs)]  # noqa: E731
+    methods = {
+        "qpsbgd_batched": {"runs": runs([0.8, 0.7, 0.9])},
+        "qpsbgd_batched_c0": {"runs": runs([0.8, 0.8, 0.8])},
+        "qpsbgd_neal": {"runs": runs([0.5])},
+        "binaryconnect": {"runs": runs([0.7, 0.7, 0.7, 0.1])},
+    }
+    pairs = {(p["method"], p["baseline"]): p for p in paired_differences(methods)}
+    assert set(pairs) == {
+        ("qpsbgd_batched", "qpsbgd_batched_c0"),
+        ("qpsbgd_batched", "binaryconnect"),
+        ("qpsbgd_neal", "binaryconnect"),
+    }
+    p = pairs[("qpsbgd_batched", "binaryconnect")]
+    assert p["seeds"] == [0, 1, 2] and p["mean"] == pytest.approx(0.1)
+    assert p["std"] == pytest.approx(0.1)
+    half = 4.302652729911275 * 0.1 / math.sqrt(3)  # t_{0.975, 2}
+    assert p["ci"] == pytest.approx([0.1 - half, 0.1 + half])
+    assert pairs[("qpsbgd_neal", "binaryconnect")]["ci"] is None
+
+
+def test_cli_bad_protocol_values_exit_2_with_one_line(tmp_path):
+    for flag, value in (("--patience", "0"), ("--search-fraction", "1.5"), ("--jobs", "0")):
+        out = tmp_path / flag.strip("-")
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(EXAMPLES / "a1a_10layer.py"),
+                "--smoke",
+                flag,
+                value,
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and flag in lines[0] and "(got " in lines[0]
+        assert not out.exists()
+
+
+def _smoke_karate(out: Path, jobs: int) -> dict:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "gcn.py"),
+            "--smoke",
+            "--threads",
+            "1",
+            "--jobs",
+            str(jobs),
+            "--methods",
+            "qpsbgd_batched,qpsbgd_batched_c0,binaryconnect,proxquant,bop",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**__import__("os").environ, "MPLBACKEND": "Agg"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads((out / "gcn_karate.json").read_text())
+
+
+@pytest.mark.slow
+def test_rerunning_a_results_command_reproduces_its_numbers(tmp_path):
+    """The CI reproducibility check: the same smoke command twice, in fresh processes, on one
+    torch/numba thread, gives identical JSON apart from timings and dates, whether its
+    methods run in one process or in two forked workers (``--jobs``)."""
+    a, b = _smoke_karate(tmp_path / "a", 1), _smoke_karate(tmp_path / "b", 2)
+    assert (a["protocol"].pop("jobs"), b["protocol"].pop("jobs")) == (1, 2)
+    assert a["protocol"]["threads"] == 1 and a["environment"]["torch_threads"] == 1
+    assert a["environment"]["numba_threads"] == 1
+    assert a["methods"]["qpsbgd_batched"]["search_info"]["extensions"]  # the edge grew
+    assert a["extra"].pop("command").endswith("/a") and b["extra"].pop("command").endswith("/b")
+    assert numbers_only(a)["methods"] and numbers_only(a) == numbers_only(b)
+    assert a["paired"] and a["paired"] == b["paired"]
+
+
+def test_summary_index_and_its_script(tmp_path):
+    task = _digits_task()
+    methods = build_methods(_grids(), backends=["exact"], include=["signsgd", "full_precision"])
+    res = run_experiment(task, methods, seeds=[0, 1], log=lambda m: None, threads=1)
+    write_results(res, tmp_path / "new", "digits")
+    old = tmp_path / "old" / "x.json"
+    old.parent.mkdir()
+    old.write_text(json.dumps({"task": "x", "methods": {}, "protocol": {"epochs": 1}}))
+    index = summary_index([tmp_path / "new" / "digits.json", old])
+    assert index["skipped"] == [str(old)]
+    entry = index["experiments"]["digits"]["methods"]["signsgd"]
+    assert set(entry) >= {"test_acc_mean", "test_acc_std", "seeds", "epochs", "selection"}
+    assert entry["seeds"] == [0, 1] and entry["epochs"] == 2
+    assert entry["test_acc_mean"] == res["methods"]["signsgd"]["summary"]["test_accuracy"]["mean"]
+    assert "best-validation epoch" in entry["selection"]
+    out = tmp_path / "summary.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "summarize_results.py"),
+            str(tmp_path),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["experiments"]["digits"]["methods"]["signsgd"] == entry
+    table = out.with_suffix(".md").read_text()
+    assert "| digits |" in table and "signSGD" in table and "full precision" in table

@@ -1,0 +1,60 @@
+"""Gather the experiment JSONs under a results folder into ``summary.json`` and its table.
+
+Every ``*.json`` below ``ROOT`` (default ``results``) written by :mod:`bnn.experiments` under
+the current fair protocol becomes one entry of
+``{"experiments": {name: {"methods": {key: {"test_acc_mean", "test_acc_std", "seeds", "epochs",
+"selection", ...}}}}}``; files of earlier protocols are listed under ``"skipped"``. The
+markdown table (one row per experiment, test accuracy at the best-validation epoch,
+mean ± std over seeds) goes next to it (``summary.md``).
+
+Run from the repository root::
+
+    python scripts/summarize_results.py results --out results/summary.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bnn.experiments import summary_index, summary_markdown  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", nargs="?", default="results", help="folder searched for *.json")
+    parser.add_argument("--out", default=None, help="summary file (default ROOT/summary.json)")
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    if not root.is_dir():
+        print(f"error: root must be an existing folder (got {str(root)!r})", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else root / "summary.json"
+    paths = [
+        p
+        for p in sorted(root.rglob("*.json"))
+        if p.resolve() != out.resolve() and p.name != "summary.json"
+    ]
+    try:
+        index = summary_index(paths)
+    except (ValueError, json.JSONDecodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(index, indent=1) + "\n")
+    out.with_suffix(".md").write_text(summary_markdown(index))
+    print(summary_markdown(index))
+    print(
+        f"wrote {out} and {out.with_suffix('.md')} ({len(index['experiments'])} experiments, "
+        f"{len(index['skipped'])} files of other protocols skipped)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
