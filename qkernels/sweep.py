@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from qkernels.config import ExperimentConfig
-from qsgd.distributed import DaskEngine, check_scheduler, get_engine
+from qsgd.distributed import DaskConfig, DaskEngine, check_scheduler, resolve_engine
 from qsgd.errors import QSGDError
 from qsgd.sweep import (
     expand_grid,
@@ -36,6 +36,7 @@ from qsgd.sweep import (
     parse_seeds,
     point_label,
     set_dotted,
+    sweep_dask_options,
     sweep_parser,
     write_table,
 )
@@ -132,6 +133,9 @@ def run_sweep(
     scheduler: str = "local",
     engine: DaskEngine | None = None,
     overwrite: bool = False,
+    client: Any = None,
+    dask: DaskConfig | Mapping[str, Any] | None = None,
+    timeout: float | None = None,
 ) -> dict[str, Any]:
     """Run the sweep and write its tables.
 
@@ -140,6 +144,12 @@ def run_sweep(
         out_dir: Output folder; must be new or empty unless ``overwrite``.
         scheduler: Where tasks run (:mod:`qsgd.distributed`), unless ``engine`` is given.
         engine: A ready :class:`~qsgd.distributed.DaskEngine`.
+        client: An existing ``distributed.Client`` to run the tasks on (left open).
+        dask: Cluster settings (:class:`~qsgd.distributed.DaskConfig` or a mapping of its keys:
+            ``scheduler_file``, ``connect_timeout``, ``worker_timeout``, TLS files); its
+            ``timeout`` is not used, see ``timeout``.
+        timeout: Seconds for the whole sweep (``None``: no limit; reaching the scheduler and
+            having workers stay bounded).
         overwrite: Allow an output folder that already holds files (the tables are replaced).
 
     Returns:
@@ -158,9 +168,12 @@ def run_sweep(
     for config in {id(t[1]): t[1] for t in tasks}.values():  # one config per grid point
         check_datasets(ExperimentConfig.from_dict(config))
     prepare_output_dir(out_dir, overwrite=overwrite)
-    engine = engine if engine is not None else get_engine(check_scheduler(scheduler))
+    if engine is None:
+        engine = resolve_engine(check_scheduler(scheduler), client=client, dask=dask)
     t0 = time.perf_counter()
-    results = engine.map(_run_task, *zip(*tasks, strict=True), key="qkernels sweep")
+    results = engine.map(
+        _run_task, *zip(*tasks, strict=True), key="qkernels sweep", timeout=timeout
+    )
     rows = [_row(res["point"], res["record"]) for res in results]
     summary, md = [], []
     for point in expand_grid(grid):
@@ -190,6 +203,8 @@ def main_sweep(argv: Sequence[str] | None = None) -> int:
     Usage::
 
         qkernels sweep CONFIG [--grid KEY=VALUES ...] [--seeds 0-4] [--scheduler S] [--out DIR]
+                       [--scheduler-file PATH] [--timeout S] [--connect-timeout S]
+                       [--worker-timeout S] [--tls-ca-file PEM --tls-cert PEM [--tls-key PEM]]
                        [--overwrite]
 
     Returns:
@@ -213,9 +228,19 @@ def main_sweep(argv: Sequence[str] | None = None) -> int:
         grid = parse_grid(args.grid)
         seeds = None if args.seeds is None else parse_seeds(args.seeds)
         scheduler = check_scheduler(args.scheduler)
+        dask, timeout = sweep_dask_options(args)
         base = ExperimentConfig.from_file(args.config)
         out = args.out or f"runs/sweep-{base.name}"
-        result = run_sweep(base, grid, seeds, out, scheduler=scheduler, overwrite=args.overwrite)
+        result = run_sweep(
+            base,
+            grid,
+            seeds,
+            out,
+            scheduler=scheduler,
+            overwrite=args.overwrite,
+            dask=dask,
+            timeout=timeout,
+        )
     except QSGDError as exc:
         print(f"qkernels sweep: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

@@ -825,3 +825,12 @@ def test_sweep_cli_cluster_options(tmp_path, silent_scheduler):
     )
     assert code == 2 and time.monotonic() - t0 < 10
     assert not out.exists()
+    from qkernels.sweep import main_sweep as kernels_sweep
+
+    kcfg = tmp_path / "kernels.toml"
+    kcfg.write_text('[[datasets]]\nname = "moons"\n[[ansatze]]\nname = "hubregtsen"\n')
+    t0 = time.monotonic()
+    code = kernels_sweep(
+        [str(kcfg), "--out", str(out), "--scheduler", address, "--connect-timeout", "1"]
+    )
+    assert code == 2 and time.monotonic() - t0 < 10
