@@ -538,6 +538,11 @@ def _extend(values: list[float], direction: int, bounds: tuple[float, float]) ->
     """The next value beyond an edge of a sorted axis (geometric step from the two outermost
     values, arithmetic where a value is <= 0), clipped to ``bounds``; None if none is left."""
     lo, hi = bounds
+    new = _extend_raw(values, direction, lo, hi)
+    return None if new is None else float(f"{new:.6g}")
+
+
+def _extend_raw(values: list[float], direction: int, lo: float, hi: float) -> float | None:
     if direction > 0:
         a, b = values[-2], values[-1]
         new = b * (b / a) if a > 0 else b + (b - a)
