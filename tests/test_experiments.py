@@ -325,7 +325,7 @@ def test_search_extends_an_edge_axis_until_the_choice_is_interior(monkeypatch):
     assert info["epochs"] == 4
     # lr grows 0.01 -> 0.0333 -> 0.111; the curvature edge at 3 grows down to 0.3
     lr_ext = [e["value"] for e in info["extensions"] if e["axis"] == "lr"]
-    assert lr_ext == pytest.approx([0.01 * 10 / 3, 0.01 * (10 / 3) ** 2])
+    assert lr_ext == pytest.approx([0.01 * 10 / 3, 0.01 * (10 / 3) ** 2], rel=1e-5)
     assert [e["direction"] for e in info["extensions"] if e["axis"] == "curvature"] == [-1]
     assert chosen == {"lr": pytest.approx(0.0333, rel=1e-2), "curvature": 3.0}
     assert info["at_edge"] == [] and info["at_bound"] == []
