@@ -143,7 +143,8 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
 
     ``flock`` locks vanish with the process that holds them, so a dead worker leaves none.
     Waits (polling) while another live process holds the lock. No lock where ``fcntl`` is
-    missing (Windows).
+    missing (Windows) or the file system refuses ``flock`` (e.g. Lustre without its ``flock``
+    mount option).
     """
     try:
         import fcntl
@@ -161,8 +162,10 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
-            except BlockingIOError:
+            except BlockingIOError:  # another live attempt holds it
                 time.sleep(0.2)
+            except OSError:  # locking unsupported here (ENOLCK, EINVAL, ...): run unlocked
+                break
         yield
     finally:
         os.close(fd)  # releases the lock

@@ -721,6 +721,27 @@ def test_sweep_rerun_reuses_resumes_or_restarts_a_run_folder(tmp_path):
     assert _files(run) == before
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="flock")
+def test_second_attempt_waits_for_the_live_one(tmp_path):
+    import fcntl
+
+    from bnn.sweep import _run_task, plan_sweep
+
+    ((point, seed, config),) = plan_sweep(_bnn_base(epochs=1), {}, [3], tmp_path / "out")
+    run = Path(config["output"]["run_dir"])
+    (run.parent / ".locks").mkdir(parents=True)
+    fd = os.open(run.parent / ".locks" / f"{run.name}.lock", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # an earlier attempt, still alive, holds the run
+    box: dict = {}
+    thread = threading.Thread(target=lambda: box.update(row=_run_task(point, seed, config)))
+    thread.start()
+    time.sleep(1.0)
+    assert thread.is_alive() and not run.exists()  # waits, writes nothing
+    os.close(fd)  # the earlier attempt ends (a dead process releases its lock the same way)
+    thread.join(60)
+    assert box["row"]["status"] == "completed" and box["row"]["note"] == ""
+
+
 def _runs_in_progress(out: Path, pids) -> dict[int, Path]:
     """``{worker pid: run folder}`` for the runs a worker is training now and has checkpointed.
 
@@ -834,3 +855,47 @@ def test_sweep_cli_cluster_options(tmp_path, silent_scheduler):
         [str(kcfg), "--out", str(out), "--scheduler", address, "--connect-timeout", "1"]
     )
     assert code == 2 and time.monotonic() - t0 < 10
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="freezes a process with SIGSTOP")
+def test_frozen_scheduler_fails_within_connect_timeout(tmp_path):
+    """A real `dask scheduler` process that stops answering mid-wait (SIGSTOP)."""
+    sfile = tmp_path / "scheduler.json"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+    py = [sys.executable, "-m"]
+    scheduler = subprocess.Popen(
+        [*py, "distributed.cli.dask_scheduler", "--port", "0", "--no-dashboard"]
+        + ["--scheduler-file", str(sfile)],
+        **quiet,
+    )
+    worker = engine = None
+    try:
+        address = read_scheduler_file(sfile, wait=30)
+        worker = subprocess.Popen(
+            [*py, "distributed.cli.dask_worker", address, "--nthreads", "1"] + ["--no-dashboard"],
+            **quiet,
+        )
+        engine = DaskEngine(scheduler_file=sfile, connect_timeout=2, worker_timeout=30)
+        deadline = time.monotonic() + 30
+        while engine.worker_count() < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert engine.worker_count() == 1
+        assert engine.scheduler == address  # read from the file on connecting
+        threading.Timer(1.0, os.kill, (scheduler.pid, signal.SIGSTOP)).start()
+        t0 = time.monotonic()
+        with pytest.raises(
+            BackendError,
+            match=rf"the Dask scheduler at '{address}' did not answer within "
+            r"connect_timeout=2 s",
+        ):
+            engine.map(time.sleep, [30.0], key="sleepers")
+        assert time.monotonic() - t0 < 10
+    finally:
+        for proc in (worker, scheduler):
+            if proc is not None:
+                proc.kill()
+                proc.wait(10)
+        if engine is not None:
+            engine.close()
