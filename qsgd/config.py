@@ -123,14 +123,14 @@ class AnnealerConfig(BaseModel):
     beta_range: tuple[float, float] | None = None
     max_block_vars: int | None = Field(None, gt=1)
     fallback: str | None = None
+    timeout: float | None = Field(None, gt=0)
+    connect_timeout: float | None = Field(None, gt=0)
     chain_strength: float | None = Field(None, gt=0)
     annealing_time: float | None = Field(None, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)
     scheduler: str = "local"
     dask: DaskConfig = Field(default_factory=DaskConfig)
 
-    timeout: float | None = Field(None, gt=0)
-    connect_timeout: float | None = Field(None, gt=0)
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, value: str) -> str:
