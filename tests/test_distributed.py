@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -39,6 +38,7 @@ from qsgd.errors import BackendError, BackendUnavailableError, ConfigError
 from qsgd.ising import IsingBatch
 from qsgd.samplers import get_sampler, solve_batch
 from qsgd.sweep import expand_grid, parse_grid, parse_seeds, set_dotted
+from tests.silent_server import silent_server
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -439,31 +439,8 @@ def _bnn_base(epochs: int = 2, batches: int = 3) -> dict:
 @pytest.fixture
 def silent_scheduler():
     """A TCP server on 127.0.0.1 that accepts every connection and never sends a byte."""
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    server.settimeout(0.1)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            accepted.append(conn)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"tcp://127.0.0.1:{server.getsockname()[1]}", accepted
-    finally:
-        stop.set()
-        thread.join(5)
-        for conn in accepted:
-            conn.close()
-        server.close()
+    with silent_server("tcp") as served:
+        yield served
 
 
 @pytest.fixture

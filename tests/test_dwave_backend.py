@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
 import socket
-import threading
 import time
 
 import dimod
 import numpy as np
 import pytest
+
+from tests.silent_server import silent_server
 
 pytest.importorskip("dwave.system")
 
@@ -351,31 +351,9 @@ def test_timeouts_are_annealer_settings():
         AnnealerConfig.from_dict({"backend": "dwave", "timeout": 0})
 
 
-@contextlib.contextmanager
 def _silent_endpoint():
     """A real local TCP server that accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    accepted: list[socket.socket] = []
-
-    def serve():
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            accepted.append(conn)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}", accepted
-    finally:
-        server.close()
-        for conn in accepted:
-            conn.close()
-        thread.join(timeout=5)
+    return silent_server("http")
 
 
 @pytest.fixture
