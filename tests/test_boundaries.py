@@ -49,3 +49,14 @@ def test_public_api_resolves_from_the_package():
     assert qsgd.QPSBGD.__module__ == "qsgd.optimizer"
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         qsgd.nope  # noqa: B018
+
+
+def test_architecture_doc_shows_the_current_import_graph():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("import_graph", ROOT / "scripts/import_graph.py")
+    graph = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(graph)
+    doc = (ROOT / "docs/architecture.md").read_text(encoding="utf-8")
+    assert graph.render() in doc, "stale: run python scripts/import_graph.py --write"
+    assert "qsgd -->" not in graph.render()  # the core has no outgoing package arrow
