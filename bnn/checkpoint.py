@@ -12,8 +12,13 @@ point leaves at least one complete checkpoint; a checkpoint that fails to load r
 :class:`CheckpointError` naming the file and the intact previous one.
 
 Example:
+    >>> import tempfile
+    >>> run_dir = tempfile.mkdtemp()
+    >>> model = torch.nn.Linear(2, 1)
     >>> path = save_checkpoint(run_dir, {"epoch": 1, "model": model.state_dict()})
     >>> state = load_checkpoint(run_dir)
+    >>> state["epoch"], torch.equal(state["model"]["weight"], model.weight.detach())
+    (1, True)
 """
 
 from __future__ import annotations

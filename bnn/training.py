@@ -563,7 +563,12 @@ def fit(
         graph: ``x`` ``(N, D)`` -> logits ``(N, num_classes)``, loss on the training mask.
 
     Example:
-        >>> summary = fit(model, make_optimizer("signsgd", model), get_dataset("digits"),
+        >>> from bnn.baselines import make_optimizer
+        >>> from bnn.data import get_dataset
+        >>> from bnn.models import BinaryMLP
+        >>> ds = get_dataset("digits")
+        >>> model = BinaryMLP(ds.num_features, [16], ds.num_classes)
+        >>> summary = fit(model, make_optimizer("signsgd", model), ds,
         ...               epochs=2, batch_size=64, seed=0, progress=False)
         >>> summary["status"], summary["epochs_completed"]
         ('completed', 2)

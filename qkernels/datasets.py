@@ -10,7 +10,7 @@ Generated: ``checkerboard`` (4x4 board, as in Hubregtsen et al. 2021), ``double_
 
 Example:
     >>> ds = load_dataset("checkerboard", n_train=40, n_test=40, seed=0)
-    >>> ds.X_train.shape, sorted(set(ds.y_train))
+    >>> ds.X_train.shape, sorted(set(ds.y_train.tolist()))
     ((40, 2), [-1, 1])
 """
 

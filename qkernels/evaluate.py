@@ -18,7 +18,7 @@
 * :func:`accuracy`, :func:`train_test_accuracy`.
 
 Example:
-    >>> effective_dimension(np.eye(5))
+    >>> round(effective_dimension(np.eye(5)), 9)
     5.0
 """
 

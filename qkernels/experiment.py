@@ -25,7 +25,12 @@ The output folder must be new or empty; a folder that already holds files is ref
 replaced and other files are left alone). It is checked before any work starts.
 
 Example:
-    >>> summary = run_experiment(ExperimentConfig.from_file("cfg.toml"), "runs/kernels/cfg")
+    >>> import tempfile
+    >>> cfg = ExperimentConfig.from_file("examples/configs/kernels_checkerboard.toml")
+    >>> out = tempfile.mkdtemp()
+    >>> summary = run_experiment(cfg, out, smoke=True, progress=False)
+    >>> sorted(summary["runs"][0]["methods"])[:2]
+    ['rbf_tuned', 'trained']
 """
 
 from __future__ import annotations

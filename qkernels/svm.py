@@ -6,8 +6,11 @@ kernel by alignment before fitting the SVM; :class:`QuantumKernelRidge` wraps
 keyword (``get_params``/``set_params``), so they work in ``GridSearchCV`` and ``cross_val_score``.
 
 Example:
+    >>> from qkernels.datasets import load_dataset
+    >>> ds = load_dataset("moons", n_train=20, n_test=20, seed=0)
     >>> clf = QuantumKernelClassifier(ansatz="hubregtsen", n_layers=2, bandwidth=0.5)
-    >>> clf.fit(X_train, y_train).score(X_test, y_test)
+    >>> 0.5 < clf.fit(ds.X_train, ds.y_train).score(ds.X_test, ds.y_test) <= 1.0
+    True
 """
 
 from __future__ import annotations

@@ -4,8 +4,13 @@ Each step draws a class-balanced random subset of the training set (seeded), com
 matrix with :meth:`EmbeddingKernel.gram` and takes an optimiser step on ``-alignment``.
 
 Example:
-    >>> record = train_alignment(kern, X, y, steps=50, batch_size=8, lr=0.05, seed=0)
-    >>> record.alignment[-1] > record.alignment[0]  # usually
+    >>> from qkernels.ansatz import get_ansatz
+    >>> from qkernels.datasets import load_dataset
+    >>> ds = load_dataset("checkerboard", n_train=24, n_test=8, seed=0)
+    >>> kern = EmbeddingKernel(get_ansatz("hubregtsen", 3, 2, n_features=2), seed=0)
+    >>> record = train_alignment(kern, ds.X_train, ds.y_train, steps=5, batch_size=8, seed=0)
+    >>> len(record.alignment), record.full_alignment[-1][0]
+    (5, 5)
 """
 
 from __future__ import annotations
