@@ -46,6 +46,7 @@ from qsgd.binary import (
     is_binary_param,
     sign_ste,
 )
+from qsgd.checks import positive_int
 
 __all__ = [
     "SignSTE",
@@ -85,8 +86,8 @@ class BinaryLinear(BinaryLayer):
         self, in_features: int, out_features: int, bias: bool = False, *, binary: bool = True
     ) -> None:
         super().__init__(binary)
-        _check_positive_int("in_features", in_features)
-        _check_positive_int("out_features", out_features)
+        positive_int("in_features", in_features)
+        positive_int("out_features", out_features)
         self.in_features = in_features
         self.out_features = out_features
         self._init_weight(out_features, in_features)
@@ -155,8 +156,8 @@ class BinaryConv2d(BinaryLayer):
         binary: bool = True,
     ) -> None:
         super().__init__(binary)
-        _check_positive_int("in_channels", in_channels)
-        _check_positive_int("out_channels", out_channels)
+        positive_int("in_channels", in_channels)
+        positive_int("out_channels", out_channels)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = _pair("kernel_size", kernel_size, minimum=1)
@@ -249,7 +250,7 @@ def normalized_adjacency(
     Shape:
         ``edge_index`` ``(2, E)``; returns a coalesced sparse ``(N, N)`` float tensor.
     """
-    _check_positive_int("num_nodes", num_nodes)
+    positive_int("num_nodes", num_nodes)
     edge_index = torch.as_tensor(edge_index)
     if edge_index.ndim != 2 or edge_index.shape[0] != 2:
         raise ValueError(f"edge_index must have shape (2, E) (got shape {tuple(edge_index.shape)})")
@@ -284,11 +285,6 @@ def normalized_adjacency(
     return torch.sparse_coo_tensor(
         idx, vals, (num_nodes, num_nodes), check_invariants=True
     ).coalesce()
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int (got {value!r})")
 
 
 def _pair(name: str, value: int | tuple[int, int], *, minimum: int) -> tuple[int, int]:

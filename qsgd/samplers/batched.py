@@ -51,6 +51,7 @@ import dimod
 import numpy as np
 from numba import njit, prange
 
+from qsgd.checks import positive_int
 from qsgd.errors import ConfigError, ProblemError
 from qsgd.ising import IsingBatch, from_bqm
 from qsgd.samplers.base import BatchResult
@@ -461,12 +462,6 @@ def resolve_device(device: str) -> str:
 # --------------------------------------------------------------------------- validation
 
 
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name} must be a positive int (got {value!r})")
-    return int(value)
-
-
 def _check_beta_range(beta_range: Any) -> np.ndarray:
     try:
         arr = np.asarray(beta_range, dtype=np.float64)
@@ -586,8 +581,8 @@ class BatchedAnnealer(dimod.Sampler):
         t0 = time.perf_counter()
         if not isinstance(batch, IsingBatch):
             raise ProblemError(f"batch must be an IsingBatch (got {type(batch).__name__})")
-        num_reads = _check_positive_int("num_reads", num_reads)
-        num_sweeps = _check_positive_int("num_sweeps", num_sweeps)
+        num_reads = positive_int("num_reads", num_reads)
+        num_sweeps = positive_int("num_sweeps", num_sweeps)
         if not isinstance(warm_start, (bool, np.bool_)):
             raise ConfigError(f"warm_start must be a bool (got {warm_start!r})")
         if seed is not None and (

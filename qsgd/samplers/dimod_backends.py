@@ -18,6 +18,7 @@ from typing import Any
 import dimod
 import numpy as np
 
+from qsgd.checks import positive_int
 from qsgd.errors import ConfigError, ProblemTooLargeError
 
 __all__ = [
@@ -34,10 +35,8 @@ EXACT_MAX_VARIABLES = 24
 
 
 def _check_positive_int(name: str, value: Any) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name} must be a positive int (got {value!r})")
+    if value is not None:
+        positive_int(name, value)
 
 
 def ising_beta_range(bqm: dimod.BinaryQuadraticModel) -> tuple[float, float]:
