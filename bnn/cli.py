@@ -8,8 +8,10 @@ Usage::
     bnn compare RUN_DIR... [--out DIR]
     bnn sweep CONFIG [--grid KEY=VALUES ...] [--seeds 0-4] [--scheduler S] [--out DIR]
 
-Exit codes: 0 success, 2 bad input (one line on stderr, nothing overwritten), 130 interrupted
-(a checkpoint was saved; resume with ``bnn train --resume RUN_DIR``). The work is done by
+Exit codes: 0 success, 2 bad input (one line on stderr, nothing overwritten), 3 stopped at the
+QPU cap (``annealer.max_qpu_seconds``/``max_qpu_calls``; a checkpoint was saved, resume with a
+higher cap or another backend), 130 interrupted (a checkpoint was saved; resume with
+``bnn train --resume RUN_DIR``). The work is done by
 :mod:`bnn.training` and :mod:`bnn.records`; this module only parses arguments and reports.
 """
 
@@ -26,6 +28,7 @@ __all__ = ["main", "build_parser"]
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_QPU_CAP = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +108,15 @@ def _train(args: argparse.Namespace) -> int:
     if summary["status"] == "interrupted":
         print(f"interrupted: resume with  bnn train --resume {summary['run_dir']}")
         return EXIT_INTERRUPTED
+    if summary["status"] == "qpu_cap_reached":
+        print(
+            f"stopped: {summary.get('stop_reason')}; checkpoint saved. Resume with  bnn train "
+            f"--resume {summary['run_dir']} --set annealer.max_qpu_seconds=<more>  (or "
+            "annealer.max_qpu_calls), or on a classical backend with  --set annealer.backend=neal "
+            "--set annealer.pack=false",
+            file=sys.stderr,
+        )
+        return EXIT_QPU_CAP
     return EXIT_OK
 
 

@@ -438,6 +438,68 @@ def _solved_by(optimizer: Any) -> dict[str, int] | None:
     return counts or None
 
 
+QPU_CAP_STATUS = "qpu_cap_reached"
+"""``status`` of a run stopped by ``annealer.max_qpu_seconds``/``max_qpu_calls`` (resumable)."""
+
+
+def _qpu_step(optimizer: Any) -> dict[str, Any]:
+    """QPU figures of the last step, summed over its layers (QPSBGD's ``last_stats``).
+
+    ``qpu_calls``, ``problems_per_call`` (mean over the step's calls; None without calls),
+    ``qpu_access_time`` (seconds) and ``chain_break_fraction`` (mean over problems; None when
+    no problem went through a QPU).
+    """
+    stats = getattr(optimizer, "last_stats", None)
+    calls, problems, access, cbf_sum, cbf_n = 0, 0.0, 0.0, 0.0, 0
+    for s in stats if isinstance(stats, list) else []:
+        if not isinstance(s, Mapping) or s.get("skipped"):
+            continue
+        c = int(s.get("qpu_calls") or 0)
+        calls += c
+        if c and s.get("problems_per_call") is not None:
+            problems += float(s["problems_per_call"]) * c
+        access += float(s.get("qpu_access_time") or 0.0)
+        if s.get("chain_break_fraction") is not None:
+            k = int(s.get("problems") or 1)
+            cbf_sum += float(s["chain_break_fraction"]) * k
+            cbf_n += k
+    return {
+        "qpu_calls": calls,
+        "problems_per_call": problems / calls if calls else None,
+        "qpu_access_time": access,
+        "chain_break_fraction": cbf_sum / cbf_n if cbf_n else None,
+    }
+
+
+def _qpu_cap_hit(
+    optimizer: Any, max_qpu_seconds: float | None, max_qpu_calls: int | None
+) -> str | None:
+    """Why the QPU cap stops the run before the next step, or None.
+
+    Only a QPU backend is capped: a run resumed on a classical backend is never stopped.
+    """
+    from qsgd.samplers.dwave import QPU_BACKENDS
+
+    totals = getattr(optimizer, "qpu_totals", None)
+    if (
+        not isinstance(totals, Mapping)
+        or getattr(optimizer, "backend_name", None) not in QPU_BACKENDS
+    ):
+        return None
+    seconds, calls = float(totals.get("qpu_access_time", 0.0)), int(totals.get("qpu_calls", 0))
+    if max_qpu_seconds is not None and seconds >= max_qpu_seconds:
+        return (
+            f"QPU access time {seconds:.4g} s reached annealer.max_qpu_seconds="
+            f"{max_qpu_seconds:g} ({calls} QPU calls)"
+        )
+    if max_qpu_calls is not None and calls >= max_qpu_calls:
+        return (
+            f"QPU calls {calls} reached annealer.max_qpu_calls={max_qpu_calls} "
+            f"({seconds:.4g} s of QPU access time)"
+        )
+    return None
+
+
 def _add_counts(total: dict[str, int], counts: Mapping[str, int] | None) -> dict[str, int]:
     for k, v in (counts or {}).items():
         total[k] = total.get(k, 0) + int(v)
@@ -485,6 +547,10 @@ def _new_accum(names: Sequence[str]) -> dict[str, Any]:
         "energy_count": 0,
         "solver_time": 0.0,
         "solved_by_counts": {},
+        "qpu_calls": 0,
+        "qpu_access_time": 0.0,
+        "cbf_sum": 0.0,
+        "cbf_steps": 0,
         "time": 0.0,
     }
 
@@ -512,6 +578,8 @@ def fit(
     config: RunConfig | None = None,
     name: str | None = None,
     handle_signals: bool = True,
+    max_qpu_seconds: float | None = None,
+    max_qpu_calls: int | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` with ``optimizer`` on ``dataset``; returns the run summary.
 
@@ -544,6 +612,10 @@ def fit(
         name: Label of the run (default: ``config.name`` or ``"run"``).
         handle_signals: Catch SIGINT/SIGTERM (main thread only): finish the step, checkpoint,
             return with ``status = "interrupted"``. A second SIGINT stops at once.
+        max_qpu_seconds, max_qpu_calls: Caps on the optimizer's QPU use over the whole run
+            (``optimizer.qpu_totals``, kept in checkpoints). Checked before every step while the
+            optimizer's backend is a QPU backend: once a total has reached its cap the run
+            checkpoints and returns with ``status = "qpu_cap_reached"`` and ``stop_reason``.
 
     Returns:
         The summary (also written to ``run_dir/summary.json``): ``status``
@@ -683,6 +755,7 @@ def fit(
         )
 
     status = "completed"
+    stop_reason: str | None = None
     t_run = time.perf_counter() - elapsed
     model.train()
     # Torch's CPU thread count decides how its float reductions are split, so it must stay the
@@ -704,6 +777,12 @@ def fit(
                 )
                 try:
                     for b in range(first, len(batches)):
+                        cap = _qpu_cap_hit(optimizer, max_qpu_seconds, max_qpu_calls)
+                        if cap is not None:
+                            status, stop_reason = QPU_CAP_STATUS, cap
+                            elapsed = time.perf_counter() - t_run
+                            checkpoint(epoch, b, status)
+                            break
                         t0 = time.perf_counter()
                         active = plan.active(epoch, step)
                         inactive = [n for n in layers if n not in active]
@@ -717,6 +796,7 @@ def fit(
                         flips = {n: float((before[n] != after[n]).float().mean()) for n in active}
                         energy, solver = _annealer_stats(optimizer)
                         solved_by = _solved_by(optimizer)
+                        qpu = _qpu_step(optimizer)
                         loss_value = float(holder["loss"])
                         n_rows = int(holder["y"].numel())
                         correct = int((holder["out"].argmax(dim=1) == holder["y"]).sum())
@@ -734,6 +814,18 @@ def fit(
                             accum["energy_count"] += 1
                         accum["solver_time"] += solver or 0.0
                         _add_counts(accum.setdefault("solved_by_counts", {}), solved_by)
+                        accum["qpu_calls"] = accum.get("qpu_calls", 0) + qpu["qpu_calls"]
+                        accum["qpu_problems"] = accum.get("qpu_problems", 0.0) + (
+                            (qpu["problems_per_call"] or 0.0) * qpu["qpu_calls"]
+                        )
+                        accum["qpu_access_time"] = (
+                            accum.get("qpu_access_time", 0.0) + qpu["qpu_access_time"]
+                        )
+                        if qpu["chain_break_fraction"] is not None:
+                            accum["cbf_sum"] = (
+                                accum.get("cbf_sum", 0.0) + qpu["chain_break_fraction"]
+                            )
+                            accum["cbf_steps"] = accum.get("cbf_steps", 0) + 1
                         accum["time"] += dt
                         record = {
                             "kind": "step",
@@ -748,6 +840,7 @@ def fit(
                             "solver_time": solver,
                             "solved_by": "+".join(sorted(solved_by)) if solved_by else None,
                             "solved_by_counts": solved_by,
+                            **qpu,
                             "time": dt,
                         }
                         emit("step", record)
@@ -767,6 +860,8 @@ def fit(
                             break
                 finally:
                     bar.close()
+                if status == QPU_CAP_STATUS:
+                    break  # the checkpoint above holds the progress
                 if status == "interrupted" and accum["steps"] < len(batches):
                     break  # mid-epoch: the checkpoint above holds the epoch's progress
                 # ---- end of epoch
@@ -811,10 +906,18 @@ def fit(
         model,
         config_dict,
         run_path,
+        getattr(optimizer, "qpu_totals", None),
     )
+    summary["stop_reason"] = stop_reason
     if status == "interrupted":
         log(
             f"interrupted by signal {stop.signum}: checkpoint saved; resume with bnn train --resume {run_path}"
+        )
+    if status == QPU_CAP_STATUS:
+        log(
+            f"stopped: {stop_reason}; checkpoint saved; resume with bnn train --resume {run_path} "
+            "--set annealer.max_qpu_seconds=<more> (or max_qpu_calls), or on another backend "
+            "with --set annealer.backend=neal --set annealer.pack=false"
         )
     if run_path is not None:
         if plots and status == "completed":
@@ -864,6 +967,14 @@ def _epoch_record(
         "solver_time": accum["solver_time"],
         "solved_by": "+".join(sorted(accum.get("solved_by_counts") or {})) or None,
         "solved_by_counts": dict(accum.get("solved_by_counts") or {}) or None,
+        "qpu_calls": int(accum.get("qpu_calls", 0)),
+        "qpu_access_time": float(accum.get("qpu_access_time", 0.0)),
+        "problems_per_call": accum.get("qpu_problems", 0.0) / accum["qpu_calls"]
+        if accum.get("qpu_calls")
+        else None,
+        "chain_break_fraction": accum["cbf_sum"] / accum["cbf_steps"]
+        if accum.get("cbf_steps")
+        else None,
         "epoch_time": accum["time"],
     }
 
@@ -909,7 +1020,9 @@ def _summary(
     model: nn.Module,
     config: dict[str, Any] | None,
     run_path: Path | None,
+    qpu_totals: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    qpu_totals = dict(qpu_totals or {})
     evaluated = [r for r in history if "test_accuracy" in r or "val_accuracy" in r]
     last_eval = evaluated[-1] if evaluated else {}
     last = history[-1] if history else {}
@@ -957,6 +1070,25 @@ def _summary(
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "num_binary_parameters": sum(p.numel() for p in binary_parameters(model)),
         "solver_time": sum(float(r.get("solver_time") or 0.0) for r in history),
+        "qpu_calls": qpu_totals.get("qpu_calls", 0),
+        "qpu_access_time": qpu_totals.get("qpu_access_time", 0.0),
+        "problems_per_call": (
+            sum((r.get("problems_per_call") or 0.0) * (r.get("qpu_calls") or 0) for r in history)
+            / calls_done
+            if (calls_done := sum(int(r.get("qpu_calls") or 0) for r in history))
+            else None
+        ),
+        "chain_break_fraction": (
+            float(np.mean(cbfs))
+            if (
+                cbfs := [
+                    r["chain_break_fraction"]
+                    for r in history
+                    if r.get("chain_break_fraction") is not None
+                ]
+            )
+            else None
+        ),
         "wall_time": elapsed,
         "wall_time_per_epoch": elapsed / epochs_done if epochs_done else None,
         "hyperparameters": (config or {}).get("train", {}).get("hyperparameters", {}),
@@ -1147,13 +1279,18 @@ def train_from_config(
         saved = state.get("config")
         if saved is not None:
             old = RunConfig.from_dict(saved, source=f"stored in {run_dir / CHECKPOINT_NAME}")
-            changed = incompatible_changes(old, cfg)
+            changed = [
+                k
+                for k in incompatible_changes(old, cfg)
+                if not _resume_may_change(k, str(state.get("status")))
+            ]
             if changed:
                 raise ConfigError(
                     f"cannot resume {str(run_dir)!r}: the config changed incompatibly at "
                     f"{', '.join(changed)} (only train.epochs, train.eval_interval, "
-                    "train.num_threads, train.hyperparameters, output.*, name and description "
-                    "may change)"
+                    "train.num_threads, train.hyperparameters, output.*, name, description and "
+                    "the QPU caps may change; after a stop at the QPU cap also annealer.backend, "
+                    "annealer.pack, annealer.options and annealer.fallback)"
                 )
         if cfg.train.epochs < int(state["epoch"]):
             raise ConfigError(
@@ -1205,6 +1342,18 @@ def train_from_config(
     return summary
 
 
+#: Always changeable on resume: the QPU caps.
+_QPU_CAP_KEYS = ("annealer.max_qpu_seconds", "annealer.max_qpu_calls")
+#: Changeable on resume after a stop at the QPU cap: continue on another backend.
+_QPU_SWITCH_KEYS = ("annealer.backend", "annealer.pack", "annealer.options", "annealer.fallback")
+
+
+def _resume_may_change(key: str, status: str) -> bool:
+    """Whether config key ``key`` may differ when resuming a checkpoint of ``status``."""
+    keys = _QPU_CAP_KEYS + (_QPU_SWITCH_KEYS if status == QPU_CAP_STATUS else ())
+    return any(key == k or key.startswith(k + ".") for k in keys)
+
+
 def _fit_config(
     cfg: RunConfig,
     model: nn.Module,
@@ -1236,6 +1385,8 @@ def _fit_config(
         resume=state,
         config=cfg,
         handle_signals=handle_signals,
+        max_qpu_seconds=cfg.annealer.max_qpu_seconds,
+        max_qpu_calls=cfg.annealer.max_qpu_calls,
     )
 
 

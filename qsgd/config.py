@@ -9,6 +9,7 @@ Example (TOML)::
     seed = 0
     options = { beta_schedule_type = "linear" }   # backend-specific, checked against the backend
     scheduler = "local"       # or "processes" (local Dask cluster) or "tcp://host:8786"
+    # QPU backends only: pack = true (several problems per call), max_qpu_seconds, max_qpu_calls
 
 Generic knobs (``num_reads``, ``num_sweeps``, ``seed``, ``beta_range``, ``chain_strength``,
 ``annealing_time``, ``fallback``, ``timeout``, ``connect_timeout``) are applied where the chosen
@@ -42,7 +43,8 @@ else:  # pragma: no cover
 
 __all__ = ["AnnealerConfig", "backend_options"]
 
-_QPU_BACKENDS = ("dwave", "mock-dwave")
+_QPU_BACKENDS = ("dwave", "mock-dwave", "dwave-packed", "mock-dwave-packed")
+_PACKABLE = {"dwave": "dwave-packed", "mock-dwave": "mock-dwave-packed"}
 _RUN_FIELDS = ("num_reads", "num_sweeps", "seed", "beta_range", "chain_strength", "annealing_time")
 _INIT_FIELDS = ("fallback", "timeout", "connect_timeout")
 
@@ -103,6 +105,15 @@ class AnnealerConfig(BaseModel):
         options: Backend-specific constructor or run options, validated against the backend.
         scheduler: ``"local"`` (in-process), ``"processes"`` (a local Dask cluster) or a Dask
             scheduler address such as ``"tcp://host:8786"``; see :mod:`qsgd.distributed`.
+        pack: Put several problems into each QPU call and submit all calls of a batch before
+            resolving them (:class:`qsgd.samplers.packing.PackedQPUSampler`): ``backend =
+            "mock-dwave"`` with ``pack = true`` solves on ``"mock-dwave-packed"``, ``"dwave"`` on
+            ``"dwave-packed"``. Only for those two backends.
+        max_qpu_seconds: Cap on the QPU access time of a whole run, in seconds (summed from the
+            solver's ``timing``; the mock reports an estimate). When a step brings the total to
+            the cap, the run checkpoints and stops (``bnn train`` exits with code 3); resume
+            with a higher cap or another backend. ``None``: no cap.
+        max_qpu_calls: Cap on the QPU calls of a whole run (same behaviour). ``None``: no cap.
         dask: The ``[annealer.dask]`` table (:class:`qsgd.distributed.DaskConfig`): Dask
             ``scheduler_file``, ``timeout``, ``connect_timeout``, ``worker_timeout``,
             ``chunk_size``, TLS files. Distinct from ``timeout``/``connect_timeout`` above,
@@ -129,7 +140,15 @@ class AnnealerConfig(BaseModel):
     annealing_time: float | None = Field(None, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)
     scheduler: str = "local"
+    pack: bool = False
+    max_qpu_seconds: float | None = Field(None, gt=0)
+    max_qpu_calls: int | None = Field(None, gt=0)
     dask: DaskConfig = Field(default_factory=DaskConfig)
+
+    @property
+    def sampler_backend(self) -> str:
+        """The registry name that solves: ``backend``, or its packed twin when ``pack``."""
+        return _PACKABLE.get(self.backend, self.backend) if self.pack else self.backend
 
     @field_validator("backend")
     @classmethod
@@ -175,8 +194,17 @@ class AnnealerConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _pack_needs_a_qpu(self) -> AnnealerConfig:
+        if self.pack and self.sampler_backend not in _QPU_BACKENDS:
+            raise ValueError(
+                "pack = true needs backend 'dwave' or 'mock-dwave' (several problems per QPU "
+                f"call) (got backend={self.backend!r})"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _options_fit_backend(self) -> AnnealerConfig:
-        init, run = backend_options(self.backend)
+        init, run = backend_options(self.sampler_backend)
         for key in self.options:
             if key not in init and key not in run:
                 raise ValueError(
@@ -188,7 +216,7 @@ class AnnealerConfig(BaseModel):
     # ------------------------------------------------------------------ helpers
     def run_options(self) -> dict[str, Any]:
         """Keywords for ``solve_batch``/``sample``: generic knobs the backend has, plus its run options."""
-        _, run = backend_options(self.backend)
+        _, run = backend_options(self.sampler_backend)
         out = {
             k: getattr(self, k) for k in _RUN_FIELDS if k in run and getattr(self, k) is not None
         }
@@ -197,7 +225,7 @@ class AnnealerConfig(BaseModel):
 
     def sampler_options(self) -> dict[str, Any]:
         """Keywords for ``get_sampler``: constructor options from ``options`` (and ``fallback``)."""
-        init, run = backend_options(self.backend)
+        init, run = backend_options(self.sampler_backend)
         out = {
             k: getattr(self, k) for k in _INIT_FIELDS if k in init and getattr(self, k) is not None
         }
@@ -205,7 +233,7 @@ class AnnealerConfig(BaseModel):
         return out
 
     def make_sampler(self) -> dimod.Sampler:
-        """``get_sampler(self.backend, **self.sampler_options())``.
+        """``get_sampler(self.sampler_backend, **self.sampler_options())``.
 
         With a ``scheduler`` other than ``"local"`` (or a ``dask.scheduler_file``) the sampler,
         with the ``dask`` table's chunk size, timeouts and TLS files, is wrapped in a
@@ -217,14 +245,14 @@ class AnnealerConfig(BaseModel):
         if self.scheduler != "local" or self.dask.scheduler_file is not None:
             from qsgd.distributed import DistributedSampler, SamplerSpec
 
-            spec = SamplerSpec(self.backend, self.sampler_options())
+            spec = SamplerSpec(self.sampler_backend, self.sampler_options())
             return DistributedSampler(
                 spec,
                 scheduler=self.scheduler,
                 chunk_size=self.dask.chunk_size,
                 **self.dask.engine_options(),
             )
-        return get_sampler(self.backend, **self.sampler_options())
+        return get_sampler(self.sampler_backend, **self.sampler_options())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, path: str = "annealer") -> AnnealerConfig:

@@ -116,6 +116,36 @@ def fisher_curvature(grad_out: np.ndarray, curvature: float) -> float:
     return float(curvature) * rows * rows * float(np.mean(grad_out * grad_out))
 
 
+class _QPUUse:
+    """QPU figures of one layer update, summed over its solves (blocks count separately)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.problems = 0
+        self.access = 0.0
+        self.cbf_sum = 0.0
+        self.cbf_problems = 0
+
+    def add(self, info: Mapping[str, Any], num_problems: int) -> None:
+        calls = int(info.get("qpu_calls") or 0)
+        self.calls += calls
+        if calls:
+            self.problems += int(num_problems)
+        self.access += float(info.get("qpu_access_time") or 0.0)
+        cbf = info.get("chain_break_fraction")
+        if isinstance(cbf, (int, float)) and not isinstance(cbf, bool) and math.isfinite(cbf):
+            self.cbf_sum += float(cbf) * num_problems
+            self.cbf_problems += int(num_problems)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "qpu_calls": self.calls,
+            "problems_per_call": self.problems / self.calls if self.calls else None,
+            "qpu_access_time": self.access,
+            "chain_break_fraction": self.cbf_sum / self.cbf_problems if self.cbf_problems else None,
+        }
+
+
 def _resolve_backend(
     backend: Any, backend_options: Mapping[str, Any] | None
 ) -> tuple[str, Any, dict[str, Any], int | None, int | None]:
@@ -142,11 +172,29 @@ def _resolve_backend(
             )
         run = backend.run_options()
         run.pop("seed", None)
-        return backend.backend, backend.make_sampler(), run, backend.seed, backend.max_block_vars
+        return (
+            backend.sampler_backend,
+            backend.make_sampler(),
+            run,
+            backend.seed,
+            backend.max_block_vars,
+        )
     if not isinstance(backend, str):
         raise TypeError(
             f"backend must be a backend name (str) or an AnnealerConfig (got {type(backend).__name__})"
         )
+    pack = extra.pop("pack", False)
+    if not isinstance(pack, bool):
+        raise ConfigError(f"backend_options['pack'] must be a bool (got {pack!r})")
+    if pack:  # several problems per QPU call: the backend's packed twin
+        from qsgd.config import _PACKABLE
+
+        if backend not in _PACKABLE and not backend.endswith("-packed"):
+            raise ConfigError(
+                "backend_options['pack'] = True needs backend 'dwave' or 'mock-dwave' "
+                f"(got backend={backend!r})"
+            )
+        backend = _PACKABLE.get(backend, backend)
     init, run_keys = accepted_options(backend)  # UnknownBackendError lists the known names
     if "seed" in extra:
         raise ConfigError(
@@ -243,7 +291,12 @@ class QPSBGD(torch.optim.Optimizer):
             that actually solved the layer's problems, e.g. a QPU backend's fallback; names
             joined by ``"+"`` when mixed; None when skipped), ``solved_by_counts``
             (``{name: problems}``, a block counting once per block), ``block_vars`` (the
-            block size when solved block-wise, else None), ``seed``, ``skipped``.
+            block size when solved block-wise, else None), ``seed``, ``skipped``, and the
+            QPU's cost: ``qpu_calls``, ``problems_per_call`` (mean; None without QPU calls),
+            ``qpu_access_time`` (seconds, from the solver's ``timing``) and
+            ``chain_break_fraction`` (mean over problems; None off the QPU).
+        qpu_totals: ``{"qpu_calls", "qpu_access_time"}`` summed over all steps (kept in the
+            state dict, so a resumed run continues the count; the fit loop's QPU cap reads it).
         sampler: The backend sampler.
         run_options: Run options passed to every solve (besides the per-step ``seed``).
 
@@ -362,6 +415,7 @@ class QPSBGD(torch.optim.Optimizer):
         )
         self.step_count = 0
         self.last_stats: list[dict[str, Any]] = []
+        self.qpu_totals: dict[str, Any] = {"qpu_calls": 0, "qpu_access_time": 0.0}
 
         binary_ids = {id(p) for p in model.parameters() if is_binary_param(p)}
         others = [p for p in model.parameters() if id(p) not in binary_ids and p.requires_grad]
@@ -477,6 +531,10 @@ class QPSBGD(torch.optim.Optimizer):
             "block_vars": None,
             "seed": seed,
             "skipped": False,
+            "qpu_calls": 0,
+            "problems_per_call": None,
+            "qpu_access_time": 0.0,
+            "chain_break_fraction": None,
         }
         keep = (G != 0).any(dim=1)
         rows = int(keep.sum())
@@ -507,6 +565,7 @@ class QPSBGD(torch.optim.Optimizer):
         if self._seed_accepted:
             run["seed"] = seed
         counts: dict[str, int] = {}
+        qpu = _QPUUse()
         limit = self._block_limit(name, n)
         if limit is not None and n > limit:
             initial = (
@@ -518,6 +577,7 @@ class QPSBGD(torch.optim.Optimizer):
 
             def solve(sub):
                 res = solve_batch(self.sampler, sub, **run)
+                qpu.add(res.info, sub.num_problems)
                 times.append(float(res.info.get("wall_time", 0.0)))
                 for k, v in res.info["solved_by_counts"].items():
                     counts[k] = counts.get(k, 0) + int(v)
@@ -528,11 +588,15 @@ class QPSBGD(torch.optim.Optimizer):
             record["block_vars"] = int(limit)
         else:
             result = solve_batch(self.sampler, batch, **run)
+            qpu.add(result.info, batch.num_problems)
             spins, energies = result.best, result.best_energy
             wall = float(result.info.get("wall_time", 0.0))
             counts = dict(result.info["solved_by_counts"])
         record["solved_by"] = "+".join(sorted(counts))
         record["solved_by_counts"] = counts
+        record.update(qpu.record())
+        self.qpu_totals["qpu_calls"] += int(record["qpu_calls"])
+        self.qpu_totals["qpu_access_time"] += float(record["qpu_access_time"])
         d = torch.as_tensor(np.asarray(spins), dtype=p.dtype, device=p.device)
         if formulation == "binary_gradient":
             clip = float(group["latent_clip"])
@@ -594,6 +658,7 @@ class QPSBGD(torch.optim.Optimizer):
         sd = super().state_dict()
         sd["qpsbgd"] = {
             "step_count": self.step_count,
+            "qpu_totals": dict(self.qpu_totals),
             "base_seed": self.base_seed,
             "other_optimizer": None
             if self.other_optimizer is None
@@ -611,6 +676,11 @@ class QPSBGD(torch.optim.Optimizer):
             )
         super().load_state_dict(sd)
         self.step_count = int(extra["step_count"])
+        totals = extra.get("qpu_totals") or {}
+        self.qpu_totals = {
+            "qpu_calls": int(totals.get("qpu_calls", 0)),
+            "qpu_access_time": float(totals.get("qpu_access_time", 0.0)),
+        }
         self.base_seed = int(extra["base_seed"])
         inner = extra.get("other_optimizer")
         if (inner is None) != (self.other_optimizer is None):

@@ -32,7 +32,8 @@ from qsgd.testing import brute_force_minimum, random_batch  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache():
+def _fresh_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("QSGD_CACHE_DIR", str(tmp_path / "qsgd-cache"))  # no shared disk cache
     clear_embedding_cache()
     yield
     clear_embedding_cache()

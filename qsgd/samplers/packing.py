@@ -1,42 +1,50 @@
-"""Several independent problems per QPU call: disjoint clique embeddings on one chip.
+"""Several independent problems per QPU call, submitted together and resolved together.
 
 A QPU call has a fixed overhead (queue, programming, readout) that dwarfs the anneal, and a
-per-neuron problem of fan-in ``n`` uses only a small part of a Pegasus chip. :class:`PackedQPUSampler`
-places ``k`` problems on disjoint regions of the working graph, submits them as one problem,
-and splits the samples back per problem:
+per-neuron problem of fan-in ``n`` uses only a small part of a Pegasus chip.
+:class:`PackedQPUSampler` places ``k`` problems on disjoint regions of the working graph,
+submits them as one problem, and splits the samples back per problem. It is registered as the
+backends ``"mock-dwave-packed"`` and ``"dwave-packed"``, chosen from a config with
+``[annealer] pack = true`` (see :class:`qsgd.config.AnnealerConfig`) or from
+``QPSBGD(backend="mock-dwave", backend_options={"pack": True})``.
 
 1. **Packing.** :func:`pack_clique_embeddings` finds a clique embedding of ``K_n`` with
    ``minorminer.busclique`` in the working graph, removes its qubits, and repeats on the rest
-   until no further clique fits. The first embedding is the one the single-problem path
-   (:func:`qsgd.samplers.dwave.clique_embedding`) uses; the list is cached per
-   (``n``, solver, seed), so each chip is packed once per problem size.
-2. **One call.** Problem ``j`` of a call gets the variables ``j*n .. j*n+n-1``; the union of the
-   problems is embedded with the union of the embeddings (``dwave.embedding.embed_bqm``) and
-   sampled once by the backend's structured child sampler. Problems are disjoint on the chip,
-   so no coupler joins two of them and each keeps its own energy function.
-3. **Splitting.** Each problem is unembedded from the shared samples with its own embedding
-   (majority vote on broken chains, as the single-problem path does), and its own
-   chain-break fraction is reported.
+   until no further clique fits (:func:`qsgd.samplers.dwave.embedding_pack`). The list is cached
+   per (working-graph hash, ``n``, seed) in memory and on disk, so a chip is packed once per
+   problem size, across processes.
+2. **One call per group, each problem scaled on its own.** The problems of a call are embedded
+   together (``dwave.embedding.embed_bqm``); then, as dwave-system's
+   ``ParallelEmbeddingComposite.sample_multiple`` does, each problem's embedded fields and
+   couplings (chains included) are scaled by their own factor to fill the solver's ``h_range``
+   and ``j_range``, so a problem with small coefficients is not squeezed by a neighbour with
+   large ones. The scaling changes no sample: energies are recomputed from the original batch.
+   A check asserts that no coupler of the call joins qubits of two different problems.
+3. **Asynchronous.** All calls of a batch are submitted first (a ``DWaveSampler`` returns at
+   once, with the answer behind a future) and resolved afterwards, so their round trips overlap:
+   ``k`` calls take about one latency, not ``k``. The wait for each answer is bounded by the
+   backend's ``timeout``.
+4. **Splitting.** Each problem is unembedded from the shared samples with its own chains
+   (majority vote on broken chains, ties to +1), and its own chain-break fraction is reported.
+
+Why not ``ParallelEmbeddingComposite`` itself: its ``sample_multiple`` resolves the answer
+before returning (no overlap of calls), takes a fixed number of embeddings per composite, and
+drops the per-problem chain-break fractions; its per-problem scaling is reproduced here.
 
 Chain strength: the couplings of a layer's problems are shared (one ``J``), so
 ``uniform_torque_compensation`` (dwave-system's default, prefactor 1.414) gives every problem
-of a batch the same value, and that one value is used for the whole call, exactly as a
-single-problem call of the same problem would.
-
-On a real QPU the programming range is shared by the whole call (auto-scaling divides all
-problems by the largest coefficient); problems of one layer have similar scales, so this rarely
-matters, but a batch mixing very different scales is better split into several calls.
+of a batch the same value before the per-problem scaling.
 
 Example:
-    >>> from qsgd.samplers.dwave import MockDWaveBackend
-    >>> qpu = MockDWaveBackend(topology_shape=[16], substitute="neal")   # doctest: +SKIP
-    >>> packed = PackedQPUSampler(qpu)                                    # doctest: +SKIP
+    >>> from qsgd.samplers import get_sampler
+    >>> packed = get_sampler("mock-dwave-packed", topology_shape=[16])   # doctest: +SKIP
     >>> packed.capacity(32)                                               # doctest: +SKIP
     25
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from typing import Any
@@ -44,11 +52,23 @@ from typing import Any
 import dimod
 import numpy as np
 
-from qsgd.errors import ConfigError, ProblemTooLargeError
+from qsgd.errors import BackendError, ConfigError, ProblemTooLargeError
 from qsgd.ising import IsingBatch, to_bqm
 from qsgd.samplers.base import BatchResult
-from qsgd.samplers.dwave import QPUBackend, _import_dwave
-from qsgd.samplers.registry import _sampleset_to_arrays, problem_seeds, solve_batch
+from qsgd.samplers.dwave import _PACKS as _PACK_STORE
+from qsgd.samplers.dwave import (
+    DWaveBackend,
+    MockDWaveBackend,
+    QPUBackend,
+    _describe,
+    _service_error,
+    classify_qpu_failure,
+    clear_embedding_cache,
+    embedding_pack,
+    graph_key_of,
+    qpu_access_seconds,
+)
+from qsgd.samplers.registry import solve_batch
 
 __all__ = [
     "PackedQPUSampler",
@@ -56,22 +76,24 @@ __all__ = [
     "packing_cache_info",
     "clear_packing_cache",
     "calls_per_layer",
+    "packed_dwave",
+    "packed_mock_dwave",
 ]
 
 Embedding = dict[int, tuple[int, ...]]
 
-# (n, solver_id, seed) -> (embeddings found so far, search exhausted)
-_PACKS: dict[tuple[int, str, int], tuple[list[Embedding], bool]] = {}
-
 
 def packing_cache_info() -> dict[str, int]:
     """Number of cached packings (``size``) and of embeddings they hold (``embeddings``)."""
-    return {"size": len(_PACKS), "embeddings": sum(len(v[0]) for v in _PACKS.values())}
+    return {
+        "size": len(_PACK_STORE),
+        "embeddings": sum(len(v[0]) for v in _PACK_STORE.values()),
+    }
 
 
 def clear_packing_cache() -> None:
-    """Forget all cached packings."""
-    _PACKS.clear()
+    """Forget all packings held in memory (the same store as the single-problem embeddings)."""
+    clear_embedding_cache()
 
 
 def pack_clique_embeddings(
@@ -82,14 +104,14 @@ def pack_clique_embeddings(
     solver_id: str | None = None,
     seed: int = 0,
 ) -> list[Embedding]:
-    """Disjoint clique embeddings of ``K_n`` on ``target_graph``, found greedily.
+    """Disjoint clique embeddings of ``K_n`` on ``target_graph``, found greedily and cached.
 
     Args:
         n: Spins per problem.
         target_graph: The working graph (a dwave-networkx Pegasus/Chimera/Zephyr graph, possibly
             with missing qubits).
         max_problems: Stop after this many (``None``: as many as fit).
-        solver_id: Cache key of the graph (``None``: no caching).
+        solver_id: Unused by the cache (kept for callers; the key is the graph's hash).
         seed: Seed of the clique search.
 
     Returns:
@@ -102,25 +124,14 @@ def pack_clique_embeddings(
     _check_positive_int("n", n)
     if max_problems is not None:
         _check_positive_int("max_problems", max_problems)
-    key = None if solver_id is None else (int(n), str(solver_id), int(seed))
-    found, exhausted = _PACKS.get(key, ([], False)) if key is not None else ([], False)
-    if exhausted or (max_problems is not None and len(found) >= max_problems):
-        return list(found[: max_problems or len(found)])
-    _, busclique = _import_dwave()
-    graph = target_graph.copy()
-    graph.remove_nodes_from({q for emb in found for chain in emb.values() for q in chain})
-    found = list(found)
-    while max_problems is None or len(found) < max_problems:
-        emb = busclique.find_clique_embedding(int(n), graph, seed=int(seed), use_cache=False)
-        if len(emb) != n:
-            exhausted = True
-            break
-        emb = {int(v): tuple(int(q) for q in chain) for v, chain in emb.items()}
-        found.append(emb)
-        graph.remove_nodes_from({q for chain in emb.values() for q in chain})
-    if key is not None:
-        _PACKS[key] = (found, exhausted)
-    return list(found)
+    embs, _ = embedding_pack(
+        int(n),
+        graph_key=graph_key_of(target_graph),
+        graph=target_graph,
+        seed=int(seed),
+        max_problems=max_problems,
+    )
+    return embs
 
 
 def calls_per_layer(num_problems: int, problems_per_call: int) -> int:
@@ -139,6 +150,16 @@ def _check_positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ConfigError(f"{name} must be a positive int (got {value!r})")
     return int(value)
+
+
+def _symmetric_bound(rng: Any, default: float) -> float:
+    """The largest magnitude allowed in both directions by a ``[lo, hi]`` range property."""
+    try:
+        lo, hi = float(rng[0]), float(rng[1])
+    except (TypeError, ValueError, IndexError, KeyError):
+        return default
+    bound = min(-lo, hi)
+    return bound if bound > 0 else default
 
 
 class PackedQPUSampler(dimod.Sampler):
@@ -178,31 +199,35 @@ class PackedQPUSampler(dimod.Sampler):
     def properties(self) -> dict[str, Any]:
         return {**self.backend.properties, "packed": True}
 
-    def _graph(self) -> Any:
-        return self.backend.child.to_networkx_graph()
-
     def embeddings(self, n: int, max_problems: int | None = None) -> list[Embedding]:
-        """Disjoint embeddings of ``K_n`` on this backend's chip (cached)."""
-        return pack_clique_embeddings(
-            n,
-            self._graph(),
-            max_problems=max_problems,
-            solver_id=self.backend.solver_id,
+        """Disjoint embeddings of ``K_n`` on this backend's chip (cached; no graph built on a hit)."""
+        _check_positive_int("n", n)
+        if max_problems is not None:
+            _check_positive_int("max_problems", max_problems)
+        embs, _ = embedding_pack(
+            int(n),
+            graph_key=self.backend.graph_key(),
+            graph=self.backend.working_graph,
             seed=self.backend.embedding_seed,
+            max_problems=max_problems,
         )
+        return embs
 
     def capacity(self, n: int) -> int:
         """How many problems of ``n`` dense spins fit in one call (0: not even one)."""
         return len(self.embeddings(n))
 
     def sample(self, bqm: dimod.BinaryQuadraticModel, **parameters: Any) -> dimod.SampleSet:
-        """One problem: the backend's single-problem path."""
+        """One problem: the backend's single-problem path (recorded under this sampler's name)."""
         parameters.pop("problems_per_call", None)
-        return self.backend.sample(bqm, **parameters)
+        ss = self.backend.sample(bqm, **parameters)
+        if ss.info.get("solved_by") == self.backend.label:
+            ss.info["solved_by"] = self.backend_name
+        return ss
 
     def _per_call(self, n: int, wanted: int | None, m: int) -> tuple[int, list[Embedding]]:
-        if wanted is None:
-            embs = self.embeddings(n)
+        if wanted is None:  # search no more embeddings than the batch can use
+            embs = self.embeddings(n, max_problems=m)
             k = min(len(embs), m)
         else:
             _check_positive_int("problems_per_call", wanted)
@@ -222,6 +247,16 @@ class PackedQPUSampler(dimod.Sampler):
             )
         return k, embs[:k]
 
+    def _fallback_batch(
+        self, batch: IsingBatch, kw: dict[str, Any], seed: int | None
+    ) -> BatchResult:
+        opts = {k: v for k, v in kw.items() if k in self.backend.parameters}
+        if seed is not None and "seed" in self.backend.parameters:
+            opts["seed"] = seed
+        res = solve_batch(self.backend, batch, **opts)
+        res.info.update(calls=0, qpu_calls=0, qpu_access_time=0.0, problems_per_call=0)
+        return res
+
     def sample_batch(
         self,
         batch: IsingBatch,
@@ -234,20 +269,28 @@ class PackedQPUSampler(dimod.Sampler):
     ) -> BatchResult:
         """Solve the ``m`` problems of ``batch`` in ``ceil(m / k)`` calls of ``k`` problems.
 
+        All calls are submitted before any is resolved (see the module docstring).
+
         Returns:
             Samples sorted by energy per problem, energies recomputed from ``batch``; ``info``
-            with ``calls``, ``problems_per_call``, ``chain_break_fraction`` (mean over problems),
+            with ``calls`` and ``qpu_calls`` (the same number), ``problems_per_call``,
+            ``qpu_access_time`` (seconds, summed over calls from the solver's ``timing``; 0.0
+            when it reports none), ``chain_break_fraction`` (mean over problems),
             ``chain_break_fractions`` (per problem, ``(m,)``), ``chain_strength``,
-            ``num_qubits`` (largest call) and ``wall_time``.
+            ``num_qubits`` (largest call), ``submit_time``/``resolve_time`` and ``wall_time``.
 
         Raises:
             ProblemTooLargeError: ``problems_per_call`` more than fit (says how many fit), or one
                 problem does not fit.
             ConfigError: a bad run setting.
+            QPUUnreachableError, QPUAuthenticationError, UnknownSolverError,
+            SolverFailureError: as for :class:`~qsgd.samplers.dwave.QPUBackend` (a connection
+                failure goes to the backend's ``fallback`` when one is set).
         """
-        from dwave.embedding import embed_bqm, unembed_sampleset
-        from dwave.embedding.chain_breaks import majority_vote
+        from dwave.embedding import embed_bqm
         from dwave.embedding.chain_strength import uniform_torque_compensation
+
+        from qsgd.samplers.registry import problem_seeds
 
         t0 = time.perf_counter()
         if not isinstance(batch, IsingBatch):
@@ -262,20 +305,21 @@ class PackedQPUSampler(dimod.Sampler):
                 kw[name] = value
         _check_positive_int("num_reads", kw["num_reads"])
         if self.backend.child is None:  # unreachable QPU: the backend's fallback, one by one
-            opts = {k: v for k, v in kw.items() if k in self.backend.parameters}
-            if seed is not None and "seed" in self.backend.parameters:
-                opts["seed"] = seed
-            return solve_batch(self.backend, batch, **opts)
+            return self._fallback_batch(batch, kw, seed)
         m, n = batch.num_problems, batch.num_variables
         k, embs = self._per_call(n, problems_per_call or self.problems_per_call, m)
         bqm0 = to_bqm(batch, 0)
         cs = kw.get("chain_strength")
         if cs is None:
             cs = float(uniform_torque_compensation(bqm0, embs[0])) if bqm0.num_interactions else 1.0
-        if not (isinstance(cs, (int, float)) and cs > 0):
+        if isinstance(cs, bool) or not (isinstance(cs, (int, float)) and cs > 0):
             raise ConfigError(f"chain_strength must be a positive number (got {cs!r})")
         child = self.backend.child
-        child_kw: dict[str, Any] = {"num_reads": int(kw["num_reads"])}
+        props = getattr(child, "properties", {}) or {}
+        h_bound = _symmetric_bound(props.get("h_range"), 1.0)
+        j_bound = _symmetric_bound(props.get("j_range"), 1.0)
+        reads = int(kw["num_reads"])
+        child_kw: dict[str, Any] = {"num_reads": reads}
         if kw.get("annealing_time") is not None:
             child_kw["annealing_time"] = kw["annealing_time"]
         starts = list(range(0, m, k))
@@ -285,54 +329,156 @@ class PackedQPUSampler(dimod.Sampler):
         jv = batch.J[iu, ju]
         keep = jv != 0
         iu, ju, jv = iu[keep], ju[keep], jv[keep]
-        samples = np.empty((m, int(kw["num_reads"]), n), dtype=np.int8)
-        cbf = np.empty(m)
+        # qubit -> (problem slot, variable): owner arrays for scaling, the coupler check, unembedding
+        max_q = 1 + max(q for e in embs for chain in e.values() for q in chain)
+        slot_of = np.full(max_q, -1, dtype=np.int64)
+        var_of = np.full(max_q, -1, dtype=np.int64)
+        for j, e in enumerate(embs):
+            for v, chain in e.items():
+                idx = np.asarray(chain, dtype=np.int64)
+                if np.any(slot_of[idx] >= 0):
+                    raise BackendError("packed embeddings overlap: a qubit is in two chains")
+                slot_of[idx] = j
+                var_of[idx] = v
+        embedding = None
+        pending: list[tuple[np.ndarray, Any]] = []
         max_qubits = 0
-        for c, start in enumerate(starts):  # one QPU call per group of k problems
-            idx = np.arange(start, min(start + k, m))
-            kk = len(idx)
-            shift = (n * np.arange(kk))[:, None]
-            source = dimod.BinaryQuadraticModel.from_numpy_vectors(
-                batch.h[idx].ravel(),
-                ((iu[None, :] + shift).ravel(), (ju[None, :] + shift).ravel(), np.tile(jv, kk)),
-                float(batch.offset[idx].sum()),
-                dimod.SPIN,
-            )
-            embedding = {j * n + v: chain for j in range(kk) for v, chain in embs[j].items()}
-            target = embed_bqm(source, embedding, child.adjacency, chain_strength=cs)
-            max_qubits = max(max_qubits, target.num_variables)
-            extra = {"seed": seeds[c]} if seeded else {}
-            response = child.sample(target, **child_kw, **extra)
-            response.resolve()
-            for j, p in enumerate(idx):  # split per problem, each with its own chains
-                sub_emb = {v: embs[j][v] for v in range(n)}
-                ss = unembed_sampleset(
-                    response,
-                    sub_emb,
-                    to_bqm(batch, int(p)),
-                    chain_break_method=majority_vote,
-                    chain_break_fraction=True,
+        t_submit = time.perf_counter()
+        try:
+            for c, start in enumerate(starts):  # submit every call first ...
+                idx = np.arange(start, min(start + k, m))
+                kk = len(idx)
+                shift = (n * np.arange(kk))[:, None]
+                source = dimod.BinaryQuadraticModel.from_numpy_vectors(
+                    batch.h[idx].ravel(),
+                    (
+                        (iu[None, :] + shift).ravel(),
+                        (ju[None, :] + shift).ravel(),
+                        np.tile(jv, kk),
+                    ),
+                    0.0,
+                    dimod.SPIN,
                 )
-                s, _ = _sampleset_to_arrays(ss, n)
-                samples[p] = _fit_reads(s, samples.shape[1])
-                frac = np.asarray(ss.record.chain_break_fraction, dtype=np.float64)
-                occ = np.asarray(ss.record.num_occurrences, dtype=np.float64)
-                cbf[p] = float(np.sum(frac * occ) / np.sum(occ))
+                embedding = {j * n + v: chain for j in range(kk) for v, chain in embs[j].items()}
+                target = embed_bqm(source, embedding, child.adjacency, chain_strength=cs)
+                target = _scale_per_problem(target, slot_of, kk, h_bound, j_bound)
+                max_qubits = max(max_qubits, target.num_variables)
+                extra = {"seed": seeds[c]} if seeded else {}
+                pending.append((idx, child.sample(target, **child_kw, **extra)))
+            t_resolve = time.perf_counter()
+            samples = np.empty((m, reads, n), dtype=np.int8)
+            cbf = np.empty(m)
+            access = 0.0
+            for idx, response in pending:  # ... then resolve them together
+                response.resolve()
+                access += qpu_access_seconds(response.info)
+                spins, broken = _unembed(response, slot_of, var_of, len(idx), n)
+                for j, p in enumerate(idx):
+                    samples[p] = _fit_reads(spins[:, j, :], reads)
+                    cbf[p] = float(broken[:, j].mean()) if len(broken) else 0.0
+        except Exception as exc:
+            found = classify_qpu_failure(exc)
+            if found is None:
+                raise
+            kind = found[0]
+            if kind != "connection" or self.backend.fallback is None:
+                hint = self.backend._connection_hint() if kind == "connection" else ""
+                raise _service_error(self.backend.label, kind, exc, hint) from exc
+            self.backend._switch_to_fallback(_describe(exc))
+            return self._fallback_batch(batch, kw, seed)
+        t_done = time.perf_counter()
         energies = batch.energies(samples)
         order = np.argsort(energies, axis=1, kind="stable")
         samples = np.take_along_axis(samples, order[:, :, None], axis=1)
         energies = np.take_along_axis(energies, order, axis=1)
         info = {
             "backend": self.backend_name,
+            "solved_by": self.backend_name,
             "calls": len(starts),
+            "qpu_calls": len(starts),
+            "qpu_access_time": float(access),
             "problems_per_call": k,
             "chain_break_fraction": float(cbf.mean()),
             "chain_break_fractions": cbf,
             "chain_strength": float(cs),
             "num_qubits": int(max_qubits),
+            "submit_time": t_resolve - t_submit,
+            "resolve_time": t_done - t_resolve,
             "wall_time": time.perf_counter() - t0,
         }
         return BatchResult(samples=samples, energies=energies, info=info)
+
+
+def _scale_per_problem(
+    target: dimod.BinaryQuadraticModel,
+    slot_of: np.ndarray,
+    kk: int,
+    h_bound: float,
+    j_bound: float,
+) -> dimod.BinaryQuadraticModel:
+    """Scale each problem's embedded fields and couplings to fill ``h_bound``/``j_bound``.
+
+    Also checks the packing: every coupler must join two qubits of the same problem.
+
+    Raises:
+        BackendError: a coupler joins two problems (the packing is broken).
+    """
+    order = list(target.variables)
+    qubits = np.asarray(order, dtype=np.int64)
+    lin_b, (row, col, quad), offset = target.to_numpy_vectors(variable_order=order)
+    owner = slot_of[qubits]
+    if np.any(owner < 0):
+        raise BackendError("packed problem uses a qubit outside every embedding")
+    qa, qb = owner[row], owner[col]
+    if np.any(qa != qb):
+        bad = int(np.flatnonzero(qa != qb)[0])
+        raise BackendError(
+            f"packing check failed: coupler ({order[row[bad]]}, {order[col[bad]]}) joins "
+            f"problems {qa[bad]} and {qb[bad]}"
+        )
+    hmax = np.zeros(kk)
+    jmax = np.zeros(kk)
+    np.maximum.at(hmax, owner, np.abs(lin_b))
+    np.maximum.at(jmax, qa, np.abs(quad))
+    ratio = np.maximum(hmax / h_bound, jmax / j_bound)
+    scale = np.where(ratio > 0, 1.0 / np.where(ratio > 0, ratio, 1.0), 1.0)
+    return dimod.BinaryQuadraticModel.from_numpy_vectors(
+        lin_b * scale[owner],
+        (row, col, quad * scale[qa]),
+        0.0,
+        dimod.SPIN,
+        variable_order=order,
+    )
+
+
+def _unembed(
+    response: dimod.SampleSet, slot_of: np.ndarray, var_of: np.ndarray, kk: int, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Majority-vote unembedding of every problem of one call.
+
+    Returns:
+        ``spins`` ``(reads, kk, n)`` int8 (ties to +1) and ``broken`` ``(reads, kk)``: the
+        fraction of each problem's chains that are broken in each read.
+    """
+    qubits = np.asarray(list(response.variables), dtype=np.int64)
+    rec = np.asarray(response.record.sample, dtype=np.int64)
+    if response.vartype is dimod.BINARY:
+        rec = 2 * rec - 1
+    counts = np.asarray(response.record.num_occurrences)
+    if np.any(counts != 1):
+        rec = np.repeat(rec, counts, axis=0)
+    slot = slot_of[qubits]
+    use = (slot >= 0) & (slot < kk)
+    flat = slot[use] * n + var_of[qubits][use]  # logical variable of each used column
+    cols = rec[:, use]
+    reads = rec.shape[0]
+    total = np.zeros((reads, kk * n))
+    size = np.zeros(kk * n)
+    np.add.at(total.T, flat, cols.T)
+    np.add.at(size, flat, 1.0)
+    spins = np.where(total >= 0, 1, -1).astype(np.int8).reshape(reads, kk, n)
+    broken = (np.abs(total) != size[None, :]).reshape(reads, kk, n).mean(axis=2)
+    return spins, broken
 
 
 def _fit_reads(s: np.ndarray, reads: int) -> np.ndarray:
@@ -342,3 +488,39 @@ def _fit_reads(s: np.ndarray, reads: int) -> np.ndarray:
     if len(s) > reads:
         return s[:reads]
     return np.concatenate([s, np.repeat(s[:1], reads - len(s), 0)])
+
+
+def _packed_factory(base: type[QPUBackend], name: str, **defaults: Any):
+    """A registry factory: ``base(**options)`` wrapped in :class:`PackedQPUSampler`.
+
+    ``defaults`` replace the base's defaults (keyword arguments only).
+    """
+
+    def factory(*args: Any, problems_per_call: int | None = None, **options: Any):
+        for key, value in defaults.items():
+            options.setdefault(key, value)
+        return PackedQPUSampler(base(*args, **options), problems_per_call=problems_per_call)
+
+    sig = inspect.signature(base)
+    params = [
+        p.replace(default=defaults[p.name]) if p.name in defaults else p
+        for p in sig.parameters.values()
+        if p.kind is not p.VAR_KEYWORD
+    ]
+    params.append(
+        inspect.Parameter("problems_per_call", inspect.Parameter.KEYWORD_ONLY, default=None)
+    )
+    factory.__signature__ = sig.replace(parameters=params, return_annotation="PackedQPUSampler")  # type: ignore[attr-defined]
+    factory._run_keys = (*base._run_keys, "problems_per_call")  # type: ignore[attr-defined]
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = (
+        f"``{base.__name__}(**options)`` behind :class:`PackedQPUSampler` (registry name "
+        f"``{name.replace('packed_', '').replace('_', '-')}-packed``)."
+    )
+    return factory
+
+
+#: ``"mock-dwave-packed"``: the mock on Pegasus P16 (the size of an Advantage QPU) by default,
+#: since packing needs a full-size chip (the mock's own default, P3, holds two 16-spin cliques).
+packed_mock_dwave = _packed_factory(MockDWaveBackend, "packed_mock_dwave", topology_shape=[16])
+packed_dwave = _packed_factory(DWaveBackend, "packed_dwave")

@@ -434,13 +434,23 @@ def _stack_padded(rows: list[np.ndarray]) -> np.ndarray:
     )
 
 
+#: ``info`` keys that are totals over problems (summed when per-problem infos are merged).
+SUMMED_INFO_KEYS = ("qpu_calls", "qpu_access_time")
+
+
 def _merge_infos(infos: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """Combine per-problem ``SampleSet.info`` dicts: numbers are averaged, the rest listed."""
+    """Combine per-problem ``SampleSet.info`` dicts: numbers are averaged, the rest listed.
+
+    Counts of QPU use (:data:`SUMMED_INFO_KEYS`: ``qpu_calls``, ``qpu_access_time``) are summed
+    instead, a problem without the key counting 0 (e.g. one solved by a fallback).
+    """
     out: dict[str, Any] = {}
     keys = {k for i in infos for k in i}
     for key in sorted(keys, key=str):
         vals = [i[key] for i in infos if key in i]
-        if all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in vals):
+        if key in SUMMED_INFO_KEYS:
+            out[key] = type(vals[0])(sum(vals)) if vals else 0
+        elif all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in vals):
             out[key] = float(np.mean(vals))
         elif key in ("embedding_context", "timing", "problem_id", "warnings"):
             continue  # bulky per-call records; backends report summaries instead
@@ -485,6 +495,20 @@ register_backend(
     "mock-dwave",
     "qsgd.samplers.dwave:MockDWaveBackend",
     description="the 'dwave' code path over dwave-system's offline MockDWaveSampler",
+    extra="dwave",
+    requires=("dwave.system", "minorminer"),
+)
+register_backend(
+    "dwave-packed",
+    "qsgd.samplers.packing:packed_dwave",
+    description="'dwave' with several problems per QPU call, all calls of a batch in flight at once",
+    extra="dwave",
+    requires=("dwave.system", "minorminer"),
+)
+register_backend(
+    "mock-dwave-packed",
+    "qsgd.samplers.packing:packed_mock_dwave",
+    description="the 'dwave-packed' code path over dwave-system's offline MockDWaveSampler",
     extra="dwave",
     requires=("dwave.system", "minorminer"),
 )
