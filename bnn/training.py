@@ -619,12 +619,15 @@ def fit(
 
     Returns:
         The summary (also written to ``run_dir/summary.json``): ``status``
-        (``"completed"``/``"interrupted"``), ``epochs_completed``, ``steps``, ``final`` (the last
+        (``"completed"``/``"interrupted"``/``"qpu_cap_reached"``, with ``stop_reason``),
+        ``epochs_completed``, ``steps``, ``final`` (the last
         evaluation: ``{train,val,test}_{loss,accuracy}``), ``best_val_accuracy``,
         ``majority_rate``, timings, ``files``, ``backend`` (the configured one) and
         ``solved_by``/``solved_by_counts`` (which backend actually solved how many QUBO
         problems over the completed epochs, e.g. ``{"neal": 1200}`` when a QPU's fallback
-        took over; every step and epoch record of ``metrics.jsonl`` carries the same two keys).
+        took over; every step and epoch record of ``metrics.jsonl`` carries the same two keys),
+        and the QPU figures ``qpu_calls``, ``qpu_access_time`` (run totals),
+        ``problems_per_call`` and ``chain_break_fraction`` (also in every step and epoch record).
 
     Raises:
         ValueError: bad arguments (the message names them).
