@@ -282,7 +282,9 @@ if sys.argv[1] == "warm":  # a cache hit must not rebuild the chip graph
         raise AssertionError("chip graph rebuilt on a cache hit")
     packed.backend.child.to_networkx_graph = boom
 res = solve_batch(packed, random_batch(32, 30, seed=0), seed=0)
+largest = packed.backend.max_num_variables()  # the optimizer's default block size
 print(json.dumps({"seconds": time.perf_counter() - t0, "calls": res.info["calls"],
+                  "largest": largest,
                   **embedding_cache_info(), **disk_cache_info()}))
 """
 
@@ -306,6 +308,7 @@ def test_disk_cache_is_reused_by_a_fresh_process(tmp_path):
     assert cold["misses"] >= 1 and cold["disk_writes"] >= 1 and cold["disk_hits"] == 0
     assert warm["misses"] == 0 and warm["disk_hits"] >= 1 and warm["disk_writes"] == 0
     assert cold["calls"] == warm["calls"] == 2  # 30 problems of 32 spins, 25 per call on P16
+    assert cold["largest"] == warm["largest"] > 32
     assert list((cache / "embeddings").glob("clique-*-n32-s0.json"))
     print(f"time to first sample: cold {cold['seconds']:.2f} s, warm {warm['seconds']:.2f} s")
 

@@ -175,6 +175,7 @@ def disk_cache_info() -> dict[str, Any]:
 def clear_embedding_cache() -> None:
     """Forget all embeddings held in memory and reset the counters (the disk cache stays)."""
     _PACKS.clear()
+    _LARGEST.clear()
     _STATS.hits = _STATS.misses = _STATS.disk_hits = _STATS.disk_writes = 0
 
 
@@ -307,6 +308,44 @@ def embedding_pack(
     _PACKS[key] = (found, exhausted)
     _disk_save(key, found, exhausted)
     return list(found), False
+
+
+_LARGEST: dict[str, int] = {}
+
+
+def largest_clique_size(graph_key: str, graph: Any) -> int:
+    """Size of the largest dense problem that embeds on a working graph (cached like embeddings).
+
+    Args:
+        graph_key: :func:`working_graph_key` of the graph.
+        graph: The working graph, or a zero-argument callable building it (called on a miss).
+    """
+    if graph_key in _LARGEST:
+        return _LARGEST[graph_key]
+    folder = embedding_cache_dir()
+    path = None if folder is None else folder / f"largest-{graph_key[:32]}.json"
+    if path is not None and path.is_file():
+        try:
+            data = json.loads(path.read_text())
+            if data.get("graph") == graph_key and int(data["largest"]) >= 0:
+                _LARGEST[graph_key] = int(data["largest"])
+                return _LARGEST[graph_key]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    _, busclique = _import_dwave()
+    g = graph() if callable(graph) else graph
+    size = len(busclique.busgraph_cache(g).largest_clique())
+    _LARGEST[graph_key] = size
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"version": _CACHE_VERSION, "graph": graph_key, "largest": size}, fh)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # _disk_save warns once about an unwritable folder
+    return size
 
 
 def clique_embedding(
@@ -596,8 +635,7 @@ class QPUBackend(dimod.Sampler):
         if self.child is None:
             return None
         if getattr(self, "_max_vars", None) is None:
-            _, busclique = _import_dwave()
-            self._max_vars = len(busclique.busgraph_cache(self.working_graph()).largest_clique())
+            self._max_vars = largest_clique_size(self.graph_key(), self.working_graph)
         return self._max_vars
 
     def graph_key(self) -> str:
