@@ -974,11 +974,17 @@ def _pool_init(threads: int | None) -> None:
         fix_threads(threads)
 
 
-def _pool_run(index: int, chosen: Mapping[str, Any] | None) -> dict[str, Any]:
+def _pool_run(index: int, chosen: Mapping[str, Any] | None) -> tuple[dict[str, Any], int | None]:
     task, methods, seeds, search_seed = (
         _POOL_STATE[k] for k in ("task", "methods", "seeds", "search_seed")
     )
-    return run_method(task, methods[index], seeds=seeds, search_seed=search_seed, chosen=chosen)
+    res = run_method(task, methods[index], seeds=seeds, search_seed=search_seed, chosen=chosen)
+    try:
+        import numba
+
+        return res, numba.get_num_threads()
+    except ImportError:  # pragma: no cover
+        return res, None
 
 
 def run_experiment(
@@ -1028,6 +1034,7 @@ def run_experiment(
     first = [i for i, m in enumerate(methods) if m.search_from is None]
     later = [i for i, m in enumerate(methods) if m.search_from is not None]
     done: dict[str, dict[str, Any]] = {}
+    worker_numba: int | None = None
     t0 = time.perf_counter()
 
     def report(res: Mapping[str, Any]) -> None:
@@ -1059,19 +1066,17 @@ def run_experiment(
                 futures = {pool.submit(_pool_run, i, None): i for i in first}
                 log(f"[{task.name}] {len(first)} methods on {jobs} workers")
                 for fut, i in futures.items():
-                    done[methods[i].key] = fut.result()
+                    done[methods[i].key], worker_numba = fut.result()
                     report(done[methods[i].key])
                 futures = {
                     pool.submit(_pool_run, i, done[methods[i].search_from]["chosen"]): i
                     for i in later
                 }
                 for fut, i in futures.items():
-                    done[methods[i].key] = fut.result()
+                    done[methods[i].key], worker_numba = fut.result()
                     report(done[methods[i].key])
         finally:
             _POOL_STATE.clear()
-        if threads is not None:
-            fix_threads(threads)  # no more forks: numba's count can be set (and recorded)
     data = _Data(task.dataset)
     ordered = {k: done[k] for k in keys}
     results: dict[str, Any] = {
@@ -1105,7 +1110,9 @@ def run_experiment(
         },
         "methods": ordered,
         "paired": paired_differences(ordered),
-        "environment": environment(threads),
+        # the parent of forked workers must not start numba's OpenMP pool (a later experiment
+        # of the same script forks again): the workers report their numba thread count
+        "environment": environment(threads, numba_threads=worker_numba if jobs > 1 else "query"),
         "wall_time": time.perf_counter() - t0,
         "extra": dict(extra or {}),
     }
@@ -1343,8 +1350,13 @@ def command_line(script: str | None = None, argv: Sequence[str] | None = None) -
     return "python " + " ".join(shlex.quote(a) for a in args)
 
 
-def environment(threads: int | None = None) -> dict[str, Any]:
-    """Versions and machine facts stored with the results (thread counts included)."""
+def environment(
+    threads: int | None = None, numba_threads: int | None | str = "query"
+) -> dict[str, Any]:
+    """Versions and machine facts stored with the results (thread counts included).
+
+    ``numba_threads="query"`` asks numba (which starts its OpenMP pool: a process that will
+    still fork must pass the count instead)."""
     env = {
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -1358,7 +1370,9 @@ def environment(threads: int | None = None) -> dict[str, Any]:
         import numba
 
         env["numba"] = numba.__version__
-        env["numba_threads"] = numba.get_num_threads()
+        env["numba_threads"] = (
+            numba.get_num_threads() if numba_threads == "query" else numba_threads
+        )
     except ImportError:  # pragma: no cover
         pass
     # numba's OpenMP threading layer, started by the query above, resets the process's OpenMP

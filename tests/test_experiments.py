@@ -491,3 +491,30 @@ def test_summary_index_and_its_script(tmp_path):
     assert json.loads(out.read_text())["experiments"]["digits"]["methods"]["signsgd"] == entry
     table = out.with_suffix(".md").read_text()
     assert "| digits |" in table and "signSGD" in table and "full precision" in table
+
+
+@pytest.mark.slow
+def test_two_experiments_in_one_process_with_workers(tmp_path):
+    """A script that runs several experiments (gcn.py datasets, digits_pairs.py pairs) with
+    ``--jobs 2`` forks once per experiment: the parent must never start numba's OpenMP pool
+    (GNU OpenMP aborts a fork after it), and the workers report numba's thread count."""
+    code = (
+        "import sys, json\n"
+        f"sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
+        "from test_experiments import _digits_task\n"
+        "from bnn.experiments import Method, fix_threads, run_experiment\n"
+        "fix_threads(1, numba_too=False)\n"
+        "q = Method('qpsbgd_batched', 'q', 'qpsbgd', axes={'lr': [0.01], 'curvature': [1.0]},\n"
+        "           fixed={'backend': 'batched'}, tie_other_lr=True)\n"
+        "s = Method('signsgd', 's', 'signsgd', axes={'lr': [0.01]})\n"
+        "out = [run_experiment(_digits_task(), [q, s], seeds=[0], jobs=2, threads=1,\n"
+        "                      log=lambda m: None) for _ in range(2)]\n"
+        "print(json.dumps([[r['environment']['numba_threads'],\n"
+        "  r['methods']['qpsbgd_batched']['runs'][0]['test_accuracy']] for r in out]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (n1, acc1), (n2, acc2) = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert n1 == n2 == 1 and acc1 == acc2
