@@ -14,7 +14,7 @@ import torch
 
 from bnn.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT = str(REPO / "examples" / "configs" / "default.toml")
 SMALL = [
     "--set",

@@ -37,7 +37,7 @@ from bnn.data import (
 from bnn.training import CONFIG_NAME, METRICS_NAME, SUMMARY_NAME
 from qsgd.errors import ConfigError, DataError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED_DIR = REPO / "bnn" / "datasets"
 
 

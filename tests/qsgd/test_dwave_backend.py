@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import socket
 import time
 
@@ -467,26 +466,3 @@ def test_training_records_which_backend_solved(tmp_path, monkeypatch):
     assert on_disk["backend"] == "mock-dwave"
     assert on_disk["solved_by"] == "neal" and on_disk["solved_by_counts"] == {"neal": total}
     assert summary["solved_by_counts"] == {"neal": total}
-
-
-def _has_credentials() -> bool:
-    if os.environ.get("DWAVE_API_TOKEN"):
-        return True
-    try:
-        from dwave.cloud.config import load_config
-
-        return bool(load_config().get("token"))
-    except Exception:
-        return False
-
-
-@pytest.mark.live_dwave
-@pytest.mark.skipif(
-    not _has_credentials(), reason="no D-Wave credentials (dwave config create / DWAVE_API_TOKEN)"
-)
-def test_live_qpu_solves_a_small_batch():  # pragma: no cover - needs hardware access
-    batch = random_batch(8, 2, seed=0)
-    res = solve_batch(get_sampler("dwave"), batch, num_reads=50)
-    assert res.samples.shape == (2, 50, 8)
-    assert 0.0 <= res.info["chain_break_fraction"] <= 1.0
-    np.testing.assert_allclose(res.energies, batch.energies(res.samples))

@@ -154,7 +154,7 @@ from qsgd.errors import BackendError  # noqa: E402
 from qsgd.samplers.dwave import QPUBackend, disk_cache_info, embedding_cache_info  # noqa: E402
 from qsgd.samplers.packing import _scale_per_problem  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 A1A = ROOT / "examples" / "configs" / "a1a_2layer.toml"
 
 
