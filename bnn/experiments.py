@@ -42,8 +42,8 @@ Example:
     ...             epochs=1, batch_size=64)
     >>> m = Method("signsgd", "signSGD", "signsgd", axes={"lr": [0.003, 0.01, 0.03]})
     >>> res = run_method(task, m, seeds=[0], search_seed=100)
-    >>> sorted(res)[:3]
-    ['binary', 'budget', 'chosen']
+    >>> sorted(res)[:3], len(res["runs"])
+    (['axes', 'binary', 'budget'], 1)
 """
 
 from __future__ import annotations

@@ -40,7 +40,9 @@ def test_registry_lists_every_backend_with_neal_first():
     assert set(names) >= {"neal", "exact", "steepest", "tabu", "batched", "dwave", "mock-dwave"}
 
 
-@pytest.mark.parametrize("name", [b for b in available_backends() if b not in ("dwave", "dwave-packed")])
+@pytest.mark.parametrize(
+    "name", [b for b in available_backends() if b not in ("dwave", "dwave-packed")]
+)
 def test_backend_contract(name):
     if name == "batched" and not HAS_BATCHED:
         pytest.skip("qsgd/samplers/batched.py is not written yet (another engineer's module)")
@@ -307,7 +309,9 @@ def test_dwave_unreachable_with_fallback_warns_and_solves(caplog):
         get_sampler("dwave", connect=_unreachable, fallback="dwave")
 
 
-@pytest.mark.parametrize("name", [b for b in available_backends() if b not in ("dwave", "dwave-packed")])
+@pytest.mark.parametrize(
+    "name", [b for b in available_backends() if b not in ("dwave", "dwave-packed")]
+)
 def test_every_backend_says_it_solved_the_problem(name):
     if name == "batched" and not HAS_BATCHED:
         pytest.skip("qsgd/samplers/batched.py is not written yet")
