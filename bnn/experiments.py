@@ -936,20 +936,6 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "model_dump"):
-        return _jsonable(value.model_dump())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float | int | str | bool) or value is None:
-        return value
-    return repr(value)
-
-
 _TIMING_KEYS = frozenset(
     {"wall_time", "wall_time_per_epoch", "solver_time", "environment", "date", "table"}
 )
