@@ -67,6 +67,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "fair_grids",
     "METHOD_ORDER",
     "METHOD_LABELS",
     "PROTOCOL_VERSION",
@@ -275,6 +276,40 @@ def shrink_tabular(dataset: Any, *, train: int, val: int, test: int) -> Any:
         x_test=dataset.x_test[:test],
         y_test=dataset.y_test[:test],
     )
+
+
+def fair_grids(
+    lr: Sequence[float],
+    curvature: Sequence[float],
+    *,
+    qpsbgd_lr: Sequence[float] | None = None,
+    c0_lr: Sequence[float] | None = None,
+    baseline_lr: Sequence[float] | None = None,
+    full_precision_lr: Sequence[float] | None = None,
+    bop_axes: Mapping[str, Sequence[float]] | None = None,
+) -> dict[str, dict[str, list[float]]]:
+    """The search axes of every method under protocol ``fair-1`` (one definition for all scripts).
+
+    Every binary method searches its step size ``lr`` on the same values, the non-binary
+    parameters' Adam lr tied to it (QP-SBGD ``other_lr = lr``); QP-SBGD adds its
+    ``curvature``; the c = 0 ablation is the same pipeline at curvature 0; Bop, which has no
+    step size, searches ``threshold`` x ``gamma`` x its Adam ``lr``. The keyword overrides
+    exist for the reduced smoke grids; a full grid passes ``lr`` and ``curvature`` only. The
+    harness extends any axis whose choice sits on an edge.
+
+    Example:
+        >>> sorted(fair_grids([0.01, 0.1], [1.0, 10.0]))[:3]
+        ['binaryconnect', 'bop', 'full_precision']
+    """
+    base = list(baseline_lr if baseline_lr is not None else lr)
+    bop = bop_axes or {"threshold": [1e-6, 1e-4, 1e-2], "gamma": [1e-3, 1e-2, 1e-1]}
+    return {
+        "qpsbgd": {"lr": list(qpsbgd_lr or lr), "curvature": list(curvature)},
+        "qpsbgd_c0": {"lr": list(c0_lr or lr)},
+        **{k: {"lr": base} for k in ("binaryconnect", "signsgd", "proxquant")},
+        "bop": {**{k: list(v) for k, v in bop.items()}, "lr": base},
+        "full_precision": {"lr": list(full_precision_lr or lr)},
+    }
 
 
 def make_grid(**values: Sequence[Any]) -> list[dict[str, Any]]:

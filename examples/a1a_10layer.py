@@ -29,6 +29,7 @@ from bnn.experiments import (
     annealer_settings,
     build_methods,
     command_line,
+    fair_grids,
     fix_threads,
     run_experiment,
     shrink_tabular,
@@ -48,24 +49,15 @@ def grids(smoke: bool, curvature_scale: str = "fisher") -> dict[str, dict[str, l
     ``threshold`` x ``gamma`` x its Adam ``lr``.
     """
     if smoke:
-        return {
-            "qpsbgd": {"lr": [0.003, 0.01], "curvature": [30.0]},
-            "qpsbgd_c0": {"lr": [0.01]},
-            **{k: {"lr": [0.01]} for k in ("binaryconnect", "signsgd", "proxquant")},
-            "bop": {"threshold": [1e-4], "gamma": [1e-2], "lr": [0.01]},
-            "full_precision": {"lr": [0.003]},
-        }
-    lr = [0.001, 0.003, 0.01]
+        return fair_grids(
+            [0.01],
+            [30.0],
+            qpsbgd_lr=[0.003, 0.01],
+            full_precision_lr=[0.003],
+            bop_axes={"threshold": [1e-4], "gamma": [1e-2]},
+        )
     curvature = [3.0, 30.0, 300.0] if curvature_scale == "fisher" else [0.01, 0.1, 1.0]
-    return {
-        "qpsbgd": {"lr": lr, "curvature": curvature},
-        "qpsbgd_c0": {"lr": lr},
-        "binaryconnect": {"lr": lr},
-        "signsgd": {"lr": lr},
-        "proxquant": {"lr": lr},
-        "bop": {"threshold": [1e-6, 1e-4, 1e-2], "gamma": [1e-3, 1e-2, 1e-1], "lr": lr},
-        "full_precision": {"lr": lr},
-    }
+    return fair_grids([0.001, 0.003, 0.01], curvature)
 
 
 def main(argv: list[str] | None = None) -> dict:

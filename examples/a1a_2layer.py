@@ -30,6 +30,7 @@ from bnn.experiments import (
     annealer_settings,
     build_methods,
     command_line,
+    fair_grids,
     fix_threads,
     run_experiment,
     shrink_tabular,
@@ -47,23 +48,14 @@ def grids(smoke: bool) -> dict[str, dict[str, list[float]]]:
     ``gamma`` x its Adam ``lr``.
     """
     if smoke:
-        return {
-            "qpsbgd": {"lr": [0.05], "curvature": [0.1]},
-            "qpsbgd_c0": {"lr": [0.05]},
-            **{k: {"lr": [0.01]} for k in ("binaryconnect", "signsgd", "proxquant")},
-            "bop": {"threshold": [1e-4], "gamma": [1e-2], "lr": [0.01]},
-            "full_precision": {"lr": [0.01]},
-        }
-    lr = [0.003, 0.01, 0.03]
-    return {
-        "qpsbgd": {"lr": lr, "curvature": [0.1, 1.0, 10.0]},
-        "qpsbgd_c0": {"lr": lr},
-        "binaryconnect": {"lr": lr},
-        "signsgd": {"lr": lr},
-        "proxquant": {"lr": lr},
-        "bop": {"threshold": [1e-6, 1e-4, 1e-2], "gamma": [1e-3, 1e-2, 1e-1], "lr": lr},
-        "full_precision": {"lr": lr},
-    }
+        return fair_grids(
+            [0.05],
+            [0.1],
+            baseline_lr=[0.01],
+            full_precision_lr=[0.01],
+            bop_axes={"threshold": [1e-4], "gamma": [1e-2]},
+        )
+    return fair_grids([0.003, 0.01, 0.03], [0.1, 1.0, 10.0])
 
 
 def main(argv: list[str] | None = None) -> dict:

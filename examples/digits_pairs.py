@@ -30,6 +30,7 @@ from bnn.experiments import (
     annealer_settings,
     build_methods,
     command_line,
+    fair_grids,
     fix_threads,
     run_experiment,
     shrink_tabular,
@@ -45,23 +46,8 @@ def grids(smoke: bool) -> dict[str, dict[str, list[float]]]:
     ``lr`` on the same values for every binary method, the non-binary Adam lr tied to it;
     QP-SBGD adds the (fisher-scaled) curvature, Bop ``threshold`` x ``gamma`` x its Adam lr."""
     if smoke:
-        return {
-            "qpsbgd": {"lr": [0.01], "curvature": [30.0]},
-            "qpsbgd_c0": {"lr": [0.01]},
-            **{k: {"lr": [0.01]} for k in ("binaryconnect", "signsgd", "proxquant")},
-            "bop": {"threshold": [1e-4], "gamma": [1e-2], "lr": [0.01]},
-            "full_precision": {"lr": [0.01]},
-        }
-    lr = [0.001, 0.003, 0.01]
-    return {
-        "qpsbgd": {"lr": lr, "curvature": [3.0, 30.0, 300.0]},
-        "qpsbgd_c0": {"lr": lr},
-        "binaryconnect": {"lr": lr},
-        "signsgd": {"lr": lr},
-        "proxquant": {"lr": lr},
-        "bop": {"threshold": [1e-6, 1e-4, 1e-2], "gamma": [1e-3, 1e-2, 1e-1], "lr": lr},
-        "full_precision": {"lr": lr},
-    }
+        return fair_grids([0.01], [30.0], bop_axes={"threshold": [1e-4], "gamma": [1e-2]})
+    return fair_grids([0.001, 0.003, 0.01], [3.0, 30.0, 300.0])
 
 
 def _pair(text: str) -> tuple[int, int]:
