@@ -488,6 +488,8 @@ def train_once(
     The reported validation and test numbers are those of the **best-validation epoch**
     (highest validation accuracy, ties: lower validation loss; the earliest such epoch).
     With a patience the run stops after that many epochs without a better score.
+    With an active :mod:`bnn.trial_store` (``--resume-dir``) a run already in the store is
+    returned from it, and a new run is written to it.
 
     Args:
         task: The task.
@@ -506,11 +508,20 @@ def train_once(
         ``test_loss``).
     """
     from bnn.training import fit, seed_everything
+    from bnn.trial_store import active_store
 
     epochs = epochs or method.epochs or task.epochs
     patience = task.patience if patience == "task" else patience
     seed_everything(seed)
     model = task.model_fn(task.dataset, method.binary)
+    store = active_store()
+    if store is not None:
+        inputs = _run_inputs(task, method, hparams, seed, epochs, patience)
+        inputs["model"] = repr(model)
+        key = store.key(inputs)
+        cached = store.get(key)
+        if cached is not None:
+            return cached
     optimizer = _make_optimizer(method, model, hparams, seed)
     curve: list[dict[str, Any]] = []
     state: dict[str, Any] = {"best": None, "since": 0, "solver": 0.0}
@@ -549,7 +560,7 @@ def train_once(
         pass
     wall = time.perf_counter() - t0
     best, last = state["best"], curve[-1]
-    return {
+    record = {
         "seed": seed,
         "hparams": dict(hparams),
         "epochs": epochs,
@@ -567,6 +578,68 @@ def train_once(
         "solver_time": state["solver"],
         "curve": curve,
     }
+    if store is not None:
+        store.put(key, _jsonable(record), inputs)
+    return record
+
+
+def _run_inputs(
+    task: Task,
+    method: Method,
+    hparams: Mapping[str, Any],
+    seed: int,
+    epochs: int,
+    patience: int | None,
+) -> dict[str, Any]:
+    """Everything the numbers of one :func:`train_once` depend on (the trial-store key)."""
+    ds = task.dataset
+    return _jsonable(
+        {
+            "protocol": PROTOCOL_VERSION,
+            "task": task.name,
+            "dataset": {"type": type(ds).__name__, "sha256": _dataset_digest(ds)},
+            "batch_size": task.batch_size,
+            "max_batches": method.max_batches
+            if method.max_batches is not None
+            else task.max_batches,
+            "method": {
+                "key": method.key,
+                "optimizer": method.optimizer,
+                "binary": method.binary,
+                "fixed": method.fixed,
+                "tie_other_lr": method.tie_other_lr,
+            },
+            "hparams": dict(hparams),
+            "seed": seed,
+            "epochs": epochs,
+            "patience": patience,
+            "torch_threads": torch.get_num_threads(),
+        }
+    )
+
+
+_DIGESTS: dict[int, tuple[Any, str]] = {}
+
+
+def _dataset_digest(ds: Any) -> str:
+    """SHA-256 over a dataset's tensors and arrays (field name, dtype, shape, bytes); memoised."""
+    import hashlib
+
+    hit = _DIGESTS.get(id(ds))
+    if hit is not None and hit[0] is ds:
+        return hit[1]
+    digest = hashlib.sha256()
+    for name, value in sorted(vars(ds).items()):
+        if torch.is_tensor(value):
+            value = value.detach().cpu().numpy()
+        if isinstance(value, np.ndarray):
+            arr = np.ascontiguousarray(value)
+            digest.update(f"{name}:{arr.dtype}:{arr.shape}".encode())
+            digest.update(arr.tobytes())
+        elif isinstance(value, str | int | float | bool) or value is None:
+            digest.update(f"{name}={value!r}".encode())
+    _DIGESTS[id(ds)] = (ds, digest.hexdigest())
+    return _DIGESTS[id(ds)][1]
 
 
 def _extend(values: list[float], direction: int, bounds: tuple[float, float]) -> float | None:
@@ -1257,7 +1330,8 @@ def add_common_arguments(
     ``--backend NAME`` (repeatable; the QP-SBGD columns), ``--annealer-config FILE`` (TOML
     with an ``[annealer]`` table: its backend and run settings), ``--num-reads``,
     ``--num-sweeps``, ``--methods`` (comma-separated keys), ``--threads`` (torch and numba),
-    ``--jobs`` (worker processes), ``--patience``, ``--search-fraction``, ``--max-extensions``.
+    ``--jobs`` (worker processes), ``--patience``, ``--search-fraction``, ``--max-extensions``,
+    ``--resume-dir`` (the trial store, :mod:`bnn.trial_store`).
     """
     parser.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1)")
     parser.add_argument("--smoke", action="store_true", help="tiny run (seconds), for CI")
@@ -1303,8 +1377,28 @@ def add_common_arguments(
         default=3,
         help="rounds of grid extension when a chosen value sits on an edge",
     )
+    parser.add_argument(
+        "--resume-dir",
+        default=None,
+        action=_ResumeDirAction,
+        help="keep every finished training run in this folder and reuse it when the same "
+        "command runs again (resume after an interruption; bnn/trial_store.py)",
+    )
     parser.set_defaults(_default_backends=list(default_backends))
     return parser
+
+
+class _ResumeDirAction(argparse.Action):
+    """``--resume-dir DIR``: make ``DIR`` this process's trial store (:mod:`bnn.trial_store`)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from bnn.trial_store import use_store
+
+        try:
+            use_store(values)
+        except ValueError as exc:
+            parser.error(f"{option_string}: {exc}")
+        setattr(namespace, self.dest, values)
 
 
 def annealer_settings(
