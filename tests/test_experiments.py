@@ -319,7 +319,7 @@ def _fake_train(target: dict[str, float]):
 
 
 def test_search_extends_an_edge_axis_until_the_choice_is_interior(monkeypatch):
-    monkeypatch.setattr(experiments, "train_once", _fake_train({"lr": 0.05, "curvature": 3.0}))
+    monkeypatch.setattr(experiments.runs, "train_once", _fake_train({"lr": 0.05, "curvature": 3.0}))
     task = Task("t", None, lambda d, b: None, epochs=8, search_fraction=0.5, max_extensions=3)
     m = Method("q", "q", "qpsbgd", axes={"lr": [0.001, 0.003, 0.01], "curvature": [3.0, 30.0]})
     chosen, trials, info = search(task, m, seed=0)
@@ -337,7 +337,7 @@ def test_search_extends_an_edge_axis_until_the_choice_is_interior(monkeypatch):
 
 
 def test_search_records_an_edge_left_by_the_extension_bound_and_hard_bounds(monkeypatch):
-    monkeypatch.setattr(experiments, "train_once", _fake_train({"lr": 10.0}))
+    monkeypatch.setattr(experiments.runs, "train_once", _fake_train({"lr": 10.0}))
     task = Task("t", None, lambda d, b: None, epochs=2, max_extensions=1)
     chosen, trials, info = search(
         task, Method("s", "s", "signsgd", axes={"lr": [0.1, 0.3]}), seed=0
@@ -346,7 +346,7 @@ def test_search_records_an_edge_left_by_the_extension_bound_and_hard_bounds(monk
     task.max_extensions = 5
     chosen, _, info = search(task, Method("s", "s", "signsgd", axes={"lr": [0.1, 0.3]}), seed=0)
     assert chosen["lr"] == 1.0 and info["at_bound"] == ["lr"] and info["at_edge"] == []
-    monkeypatch.setattr(experiments, "train_once", _fake_train({"gamma": 1e-9}))
+    monkeypatch.setattr(experiments.runs, "train_once", _fake_train({"gamma": 1e-9}))
     m = Method("b", "b", "bop", axes={"gamma": [0.0, 0.1]})
     assert experiments._extend([0.0, 0.1], -1, (0.0, 1.0)) is None
     chosen, _, info = search(task, m, seed=0)
