@@ -166,7 +166,11 @@ class QPSBGDConfig(_OptimizerBase):
         curvature_scale: ``unit`` or ``fisher`` (scale by the empirical Fisher of the layer's
             output gradients; see :class:`qsgd.optimizer.QPSBGD`).
         normalize: Column-normalise the layer inputs in the curvature.
-        formulation: ``binary_gradient`` (latent weights) or ``projected`` (weights stay ±1).
+        formulation: ``binary_gradient`` (latent weights), ``projected`` (weights stay ±1) or
+            ``sign_match`` (the paper's sign-matching problems, one per neuron, latent weights).
+        sign_match: Options of ``sign_match``: ``rows`` (mini-batch rows per problem, default
+            8; the problems have ``fan_in + rows * (1 + K)`` spins), ``penalty``, ``weighted``,
+            ``weight_scale``, ``resolution`` (:data:`qsgd.sign_match.SIGN_MATCH_OPTIONS`).
         max_block_vars: Split layers with a larger fan-in into blocks of at most this many
             variables (QPU size limit).
         latent_clip: Bound of the latent weights (``binary_gradient``).
@@ -183,7 +187,8 @@ class QPSBGDConfig(_OptimizerBase):
     curvature: float = Field(default=1.0, ge=0)
     curvature_scale: Literal["unit", "fisher"] = "unit"
     normalize: bool = False
-    formulation: Literal["binary_gradient", "projected"] = "binary_gradient"
+    formulation: Literal["binary_gradient", "projected", "sign_match"] = "binary_gradient"
+    sign_match: dict[str, Any] = Field(default_factory=dict)
     max_block_vars: Annotated[int, Field(gt=0)] | None = None
     latent_clip: float = Field(default=1.0, gt=0)
     damping: float = Field(default=0.0, ge=0)
@@ -191,12 +196,25 @@ class QPSBGDConfig(_OptimizerBase):
     other_lr: Annotated[float, Field(gt=0)] | None = None
     layer_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
+    @field_validator("sign_match")
+    @classmethod
+    def _sign_match_options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from qsgd.sign_match import check_sign_match_options
+
+        try:
+            check_sign_match_options(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
     def constructor_options(self) -> dict[str, Any]:
         opts = super().constructor_options()
         if opts.get("other_optimizer") == "none":
             opts["other_optimizer"] = None
         if not opts.get("layer_options"):
             opts.pop("layer_options", None)
+        if not opts.get("sign_match"):
+            opts.pop("sign_match", None)
         return opts
 
 

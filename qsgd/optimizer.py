@@ -36,6 +36,7 @@ from torch import nn
 from qsgd.errors import ConfigError, ProblemError
 from qsgd.qubo import FORMULATIONS, layer_ising, solve_blockwise
 from qsgd.samplers.registry import accepted_run_options, get_sampler, solve_batch
+from qsgd.sign_match import check_sign_match_options, sign_match_update
 
 __all__ = ["QPSBGD", "LAYER_SCHEDULES", "OTHER_OPTIMIZERS", "CURVATURE_SCALES", "fisher_curvature"]
 
@@ -86,9 +87,10 @@ def _check_group_options(opts: Mapping[str, Any], where: str = "") -> None:
             raise ValueError(f"damping{where} must be a finite number >= 0 (got {dmp!r})")
     if "normalize" in opts and not isinstance(opts["normalize"], bool):
         raise TypeError(f"normalize{where} must be a bool (got {opts['normalize']!r})")
-    if "formulation" in opts and opts["formulation"] not in FORMULATIONS:
+    if "formulation" in opts and opts["formulation"] not in (*FORMULATIONS, "sign_match"):
         raise ValueError(
-            f"formulation{where} must be one of {', '.join(map(repr, FORMULATIONS))} "
+            f"formulation{where} must be one of "
+            f"{', '.join(map(repr, (*FORMULATIONS, 'sign_match')))} "
             f"(got {opts['formulation']!r})"
         )
     if "latent_clip" in opts:
@@ -254,7 +256,10 @@ class QPSBGD(torch.optim.Optimizer):
             magnitude smaller than 1, so with ``"unit"`` the couplings swamp the fields and the
             solution ignores the gradient; ``"fisher"`` keeps them commensurate (docs/tuning.md).
         normalize: Column-normalise the layer inputs in the curvature.
-        formulation: ``"binary_gradient"`` or ``"projected"``.
+        formulation: ``"binary_gradient"``, ``"projected"`` or ``"sign_match"`` (the paper's
+            sign-matching problems, one per neuron: :func:`qsgd.sign_match.sign_match_update`).
+        sign_match: Options of ``"sign_match"`` (``rows``, ``penalty``, ``weighted``,
+            ``weight_scale``, ``resolution``; :data:`qsgd.sign_match.SIGN_MATCH_OPTIONS`).
         backend: A registry name (``"neal"``, ``"exact"``, ``"batched"``, ...) or a
             :class:`qsgd.config.AnnealerConfig` (its ``seed`` and ``max_block_vars`` are used
             when the arguments below are None).
@@ -328,6 +333,7 @@ class QPSBGD(torch.optim.Optimizer):
         latent_clip: float = 1.0,
         damping: float = 0.0,
         layer_options: Mapping[str, Mapping[str, Any]] | None = None,
+        sign_match: Mapping[str, Any] | None = None,
     ) -> None:
         from qsgd.binary import binary_layers, is_binary_param
 
@@ -406,6 +412,7 @@ class QPSBGD(torch.optim.Optimizer):
         self.max_block_vars = max_block_vars if max_block_vars is not None else cfg_block
         self._auto_block: int | None | bool = False  # False: not looked up yet
         self.layer_schedule = layer_schedule
+        self.sign_match_options = check_sign_match_options(sign_match)
         self.other_optimizer_name = other_optimizer
         if other_lr is None:
             other_lr = 1e-3 if other_optimizer == "adam" else 1e-2
@@ -507,6 +514,8 @@ class QPSBGD(torch.optim.Optimizer):
     def _update_layer(
         self, index: int, X: torch.Tensor, G: torch.Tensor, *, step: int
     ) -> dict[str, Any]:
+        if self.param_groups[index]["formulation"] == "sign_match":
+            return sign_match_update(self, index, X, G, step=step)
         group = self.param_groups[index]
         layer = self._layers[index]
         p: torch.Tensor = group["params"][0]
