@@ -2,10 +2,17 @@
 
 The paper trains a binary MLP on pairs of MNIST digits. MNIST is not available offline here,
 so this script uses scikit-learn's 8x8 handwritten digits (1797 images, about 180 per digit)
-as the **stand-in**: the same pairs, 64 ±1 inputs (the sign of the standardised pixels), a
-binary MLP (hidden layers of ``--width``, batch norm, sign activations) and splits of 50 %
-train, 20 % validation and 30 % test per pair (stratified, seed 0). The absolute numbers are
-therefore not the paper's MNIST numbers.
+as the **stand-in**: the same pairs, 64 ±1 inputs (the sign of the standardised pixels) and
+splits of 50 % train, 20 % validation and 30 % test per pair (stratified, seed 0). The
+absolute numbers are therefore not the paper's MNIST numbers. Two models:
+
+* ``--model mlp`` (default): a binary MLP (``--depth`` hidden layers of ``--width``, batch
+  norm, sign activations); experiments ``digits_<a>v<b>``;
+* ``--model conv``: the binary conv net :class:`bnn.models.BinaryCNN` on the 1x8x8 images
+  (``BinaryConv2d(1, c1, 3, padding 1)`` -> BN -> sign -> ``BinaryConv2d(c1, c2, 3, stride 2,
+  padding 1)`` -> BN -> sign -> ``BinaryLinear(16 c2, 2)``, all weights ±1, ``--channels
+  c1,c2``); experiments ``digits_conv_<a>v<b>``. QP-SBGD solves one problem per output
+  channel over the ``in_channels x 3 x 3`` kernel, with the unfolded patches as inputs.
 
 Every pair is one experiment under the fair protocol of :mod:`bnn.experiments` (QP-SBGD and
 its c = 0 ablation, BinaryConnect, signSGD, ProxQuant, Bop and full precision; step sizes
@@ -15,6 +22,7 @@ epoch with early stopping, fixed threads); it writes ``digits_<a>v<b>.{json,md,p
 Run::
 
     python examples/digits_pairs.py --seeds 5 --epochs 50 --patience 10 --threads 1 --out results/digits
+    python examples/digits_pairs.py --model conv --seeds 5 --epochs 40 --patience 10 --threads 1 --out results/digits
     python examples/digits_pairs.py --smoke --out /tmp/smoke
 """
 
@@ -36,7 +44,7 @@ from bnn.experiments import (
     shrink_tabular,
     write_results,
 )
-from bnn.models import BinaryMLP
+from bnn.models import BinaryCNN, BinaryMLP
 
 PAIRS = ((0, 2), (1, 2), (1, 7))
 
@@ -55,6 +63,16 @@ def _pair(text: str) -> tuple[int, int]:
     return int(a), int(b)
 
 
+def _channels(text: str) -> tuple[int, int]:
+    try:
+        c1, c2 = (int(c) for c in text.split(","))
+    except ValueError:
+        raise ValueError(f"--channels must be two positive ints like 8,16 (got {text!r})") from None
+    if c1 < 1 or c2 < 1:
+        raise ValueError(f"--channels must be two positive ints like 8,16 (got {text!r})")
+    return c1, c2
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser, default_backends=["batched"])
@@ -65,9 +83,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--width", type=int, default=64, help="width of the hidden layers")
     parser.add_argument("--depth", type=int, default=2, help="number of hidden layers")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--model",
+        choices=("mlp", "conv"),
+        default="mlp",
+        help="binary MLP (default) or the binary conv net BinaryCNN",
+    )
+    parser.add_argument(
+        "--channels", default="8,16", help="conv net: channels c1,c2 of its two conv layers"
+    )
     args = parser.parse_args(argv)
     try:
         backends, annealer = annealer_settings(args, {"num_reads": 1, "num_sweeps": 10})
+        channels = _channels(args.channels)
         pairs = [_pair(p) for p in args.pairs.split(",")]
         for pair in pairs:
             if len(set(pair)) != 2 or not all(0 <= d <= 9 for d in pair):
@@ -81,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
                 )
     except ValueError as exc:
         msg = str(exc)
-        if "--pairs" not in msg and "invalid literal" in msg:
+        if "--pairs" not in msg and "--channels" not in msg and "invalid literal" in msg:
             msg = f"--pairs must be distinct digits 0-9 like 1/7 (got {args.pairs!r})"
         print(f"error: {msg}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -91,6 +119,22 @@ def main(argv: list[str] | None = None) -> dict:
     include = args.methods.split(",") if args.methods else None
     seeds = list(range(1 if args.smoke else args.seeds))
     width, depth = (8, 1) if args.smoke else (args.width, args.depth)
+    if args.smoke:
+        channels = (2, 4)
+    conv = args.model == "conv"
+    prefix = "digits_conv" if conv else "digits"
+    if conv:
+        c1, c2 = channels
+        arch = f"binary conv net BinaryCNN (channels {c1},{c2})"
+
+        def factory(d, binary):
+            return BinaryCNN(2, channels=(c1, c2), image_size=8, binary=binary)
+    else:
+        arch = f"binary MLP {depth}x{width}"
+
+        def factory(d, binary):
+            return BinaryMLP(d.num_features, [width] * depth, 2, binary=binary)
+
     out: dict = {}
     for a, b in pairs:
         ds = get_dataset(
@@ -99,9 +143,9 @@ def main(argv: list[str] | None = None) -> dict:
         if args.smoke:
             ds = shrink_tabular(ds, train=64, val=32, test=64)
         task = Task(
-            f"digits_{a}v{b}",
+            f"{prefix}_{a}v{b}",
             ds,
-            lambda d, binary: BinaryMLP(d.num_features, [width] * depth, 2, binary=binary),
+            factory,
             epochs=2 if args.smoke else args.epochs,
             batch_size=args.batch_size,
             search_fraction=args.search_fraction or 1.0,
@@ -122,17 +166,18 @@ def main(argv: list[str] | None = None) -> dict:
             jobs=args.jobs,
             threads=args.threads,
             title=(
-                f"digits {a} vs {b} (sklearn 8x8, stand-in for MNIST), binary MLP "
-                f"{depth}x{width}, {len(seeds)} seeds"
+                f"digits {a} vs {b} (sklearn 8x8, stand-in for MNIST), {arch}, "
+                f"{len(seeds)} seeds"
             ),
             extra={
                 "command": command_line("examples/digits_pairs.py", argv),
                 "annealer": annealer,
                 "smoke": args.smoke,
+                "model": arch,
                 "dataset": "sklearn digits 8x8 (stand-in for MNIST), splits 50/20/30, seed 0",
             },
         )
-        paths = write_results(results, args.out, f"digits_{a}v{b}")
+        paths = write_results(results, args.out, f"{prefix}_{a}v{b}")
         print(results["table"])
         print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
         out[f"{a}v{b}"] = results
