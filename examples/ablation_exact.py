@@ -167,8 +167,9 @@ def _register(inner: str | None) -> str:
     def factory(**options: Any) -> AuditedSampler:
         return AuditedSampler(inner, **options)
 
-    register_backend(name, factory, description=f"{inner or 'exact'} with an exact-gap audit",
-                     overwrite=True)
+    register_backend(
+        name, factory, description=f"{inner or 'exact'} with an exact-gap audit", overwrite=True
+    )
     return name
 
 
@@ -219,12 +220,24 @@ def paired(runs: Mapping[str, list[dict[str, Any]]], confidence: float = 0.95) -
         mean, std = mean_std(diffs)
         ci = None
         if len(diffs) > 1:
-            half = float(stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1)) * std / math.sqrt(
-                len(diffs)
+            half = (
+                float(stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1))
+                * std
+                / math.sqrt(len(diffs))
             )
             ci = [mean - half, mean + half]
-        out.append({"arm": key, "minus": "exact", "seeds": seeds, "diffs": diffs, "mean": mean,
-                    "std": std, "ci": ci, "confidence": confidence})
+        out.append(
+            {
+                "arm": key,
+                "minus": "exact",
+                "seeds": seeds,
+                "diffs": diffs,
+                "mean": mean,
+                "std": std,
+                "ci": ci,
+                "confidence": confidence,
+            }
+        )
     return out
 
 
@@ -281,11 +294,20 @@ def plot(results: Mapping[str, Any], path: Path) -> Path:
         gaps = np.array([r["gap"]["mean_rel_gap"] for r in a["runs"]])
         accs = np.array([r["test_accuracy"] for r in a["runs"]])
         pts = ax.scatter(gaps, accs, s=14, alpha=0.5)
-        ax.errorbar(gaps.mean(), accs.mean(), yerr=accs.std(ddof=1) if accs.size > 1 else 0,
-                    fmt="o", ms=7, color=pts.get_facecolor()[0][:3], label=a["label"])
+        ax.errorbar(
+            gaps.mean(),
+            accs.mean(),
+            yerr=accs.std(ddof=1) if accs.size > 1 else 0,
+            fmt="o",
+            ms=7,
+            color=pts.get_facecolor()[0][:3],
+            label=a["label"],
+        )
     ax.set_xscale("symlog", linthresh=1e-3)
-    ax.set(xlabel="mean relative energy gap to the exact optimum",
-           ylabel="test accuracy (best-val epoch)")
+    ax.set(
+        xlabel="mean relative energy gap to the exact optimum",
+        ylabel="test accuracy (best-val epoch)",
+    )
     ax.set_title("QP-SBGD: annealer vs exact (digits, 10 classes)", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -319,8 +341,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1)")
     parser.add_argument("--epochs", type=int, default=15, help="maximum epochs per run")
     parser.add_argument("--patience", type=int, default=4, help="early-stopping patience")
-    parser.add_argument("--search-fraction", type=float, default=1.0,
-                        help="search epochs as a fraction of --epochs")
+    parser.add_argument(
+        "--search-fraction", type=float, default=1.0, help="search epochs as a fraction of --epochs"
+    )
     parser.add_argument("--backends", default="batched", help="annealer backends")
     parser.add_argument("--sweeps", default="1,10,100", help="sweep budgets of each annealer")
     parser.add_argument("--width", type=int, default=16, help="hidden width")
@@ -373,8 +396,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     t_start = time.perf_counter()
     search_seed = 1000
-    print(f"[ablation] search with the exact solver: lr {lr_axis} x curvature {c_axis}",
-          file=sys.stderr, flush=True)
+    print(
+        f"[ablation] search with the exact solver: lr {lr_axis} x curvature {c_axis}",
+        file=sys.stderr,
+        flush=True,
+    )
     exact_method = make_method(arms[0], args.block, {"lr": lr_axis, "curvature": c_axis})
     chosen, trials, search_info = search(task, exact_method, seed=search_seed)
     print(f"[ablation] chosen {chosen}", file=sys.stderr, flush=True)
@@ -440,9 +466,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "paired": paired(runs_by_arm),
         "wall_time": time.perf_counter() - t_start,
         "environment": environment(),
-        "extra": {"command": command_line("examples/ablation_exact.py", argv),
-                  "smoke": args.smoke,
-                  "dataset": "sklearn digits 8x8, 10 classes, splits 50/20/30, seed 0"},
+        "extra": {
+            "command": command_line("examples/ablation_exact.py", argv),
+            "smoke": args.smoke,
+            "dataset": "sklearn digits 8x8, 10 classes, splits 50/20/30, seed 0",
+        },
     }
     results["table"] = table(results)
     out = Path(args.out)

@@ -1,21 +1,42 @@
-"""Paper experiment: the Rosenbrock function with QP-SBGD (exact Hessian) vs signSGD and clipped GD.
+"""Paper experiment: the Rosenbrock function, QP-SBGD against first- and second-order binary steps.
 
 ``f(x) = sum_i 100 (x_{i+1} - x_i^2)^2 + (1 - x_i)^2`` for ``n = 2`` and ``n = 10``, from seeded
-random starts in ``[-2, 2]^n``, with the same step budget and the same step-size schedule
-``eta_t = eta_0 * 0.01^(t / (T - 1))`` for every method:
+random starts in ``[-2, 2]^n``.
 
-* QP-SBGD: ``d_t = argmin_{d in {-1,+1}^n} -eta_t g.d + (eta_t^2 / 2) d.H.d`` with the exact
-  gradient ``g`` and Hessian ``H`` (:func:`qsgd.qubo.quadratic_model_ising`) solved by an
-  annealer backend, then ``x <- x - eta_t d``;
-* signSGD: ``x <- x - eta_t sign(g)``;
-* gradient descent with clipped steps: ``x <- x - eta_t clip(g, -1, 1)`` (elementwise).
+**The binary step.** Every method moves every coordinate by exactly the step size:
+``x <- x - eta_t d`` with ``d in {-1, +1}^n`` (signSGD's ``sign`` may give 0 where a gradient
+component is exactly 0), under the same schedule ``eta_t = eta_0 * 0.01^(t / (T - 1))`` and the
+same ``T`` steps. Methods differ only in how they choose ``d`` from the exact gradient ``g`` and
+Hessian ``H`` at ``x``:
 
-Each method's ``eta_0`` is chosen from the same grid (equal budget) by the mean ``log10 f`` at
-the last step over separate search starts; the reported runs use other seeds.
+* **QP-SBGD** (annealer backend ``B``): ``d = argmin_{d in {-1,+1}^n} m(d)`` with the second-order
+  model ``m(d) = -eta_t g.d + (eta_t^2 / 2) d.H.d`` (:func:`qsgd.qubo.quadratic_model_ising`),
+  solved by ``B`` (``exact``: enumeration, i.e. the true minimiser). For invertible ``H``,
+  ``m(d) = 1/2 (eta_t d - p)^T H (eta_t d - p) + const`` with the Newton step ``p = H^{-1} g``:
+  QP-SBGD picks the binary step closest to the Newton step **in the metric H**, and its choice
+  depends on ``eta_t``.
+* **Projected Newton**: ``d = sign(H^{-1} g)``, the binary step whose end point
+  ``x - eta_t d`` is closest (Euclidean) to the Newton point ``x - H^{-1} g``, i.e. the Newton
+  step on the continuous variable projected onto the binary steps. With an indefinite ``H``
+  (away from the valley) the Newton point may be a saddle or a maximum.
+* **Saddle-free sign step**: ``d = sign(|H|^{-1} g)`` with ``|H| = V |Lambda| V^T`` (absolute
+  eigenvalues, the saddle-free Newton direction of Dauphin et al. 2014), projected the same
+  way: a closed-form second-order sign step, no annealer.
+* **signSGD**: ``d = sign(g)``; **GD with clipped steps**: ``x <- x - eta_t clip(g, -1, 1)``
+  (first order; not a binary step).
+
+**Protocol** (``fair-1``-like; the same for every method): ``eta_0`` is searched on the same
+geometric grid (``ETA_GRID``), extended by one value beyond an edge (ratio of the two outermost
+values) while the choice sits on that edge, at most ``--max-extensions`` rounds; the search runs
+the same ``T`` steps as the final runs, on separate starts (``--search-starts``), scored by the
+mean ``log10 f`` at the last step. The final runs use other seeds (``--seeds``, same starts for
+every method). Reported per method: mean, std and median of the final ``f``, mean ``log10 f``,
+and **paired** per-start differences of ``log10`` final ``f`` (QP-SBGD minus each other method:
+mean, std, 95 % t-interval, and the number of starts where QP-SBGD ends lower).
 
 Run::
 
-    python examples/rosenbrock.py --seeds 5 --out results/rosenbrock
+    python examples/rosenbrock.py --seeds 10 --search-starts 5 --out results/rosenbrock
     python examples/rosenbrock.py --smoke --out /tmp/smoke
 """
 
@@ -92,11 +113,61 @@ def schedule(eta0: float, steps: int) -> np.ndarray:
 
 
 def sign_direction(g: np.ndarray, H: np.ndarray, eta: float, step: int) -> np.ndarray:
+    """signSGD: ``sign(g)``. Shape: g ``(S, n)`` -> ``(S, n)``."""
     return np.sign(g)
 
 
 def clipped_direction(g: np.ndarray, H: np.ndarray, eta: float, step: int) -> np.ndarray:
+    """Clipped gradient ``clip(g, -1, 1)`` (not a binary step). Shape: ``(S, n)``."""
     return np.clip(g, -1.0, 1.0)
+
+
+def newton_step(g: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """The Newton step ``H^{-1} g`` of each start (least squares where ``H`` is singular).
+
+    Shape:
+        g ``(S, n)``, H ``(S, n, n)`` -> ``(S, n)``.
+    """
+    try:
+        return np.linalg.solve(H, g[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        return np.stack([np.linalg.lstsq(h, v, rcond=None)[0] for h, v in zip(H, g, strict=True)])
+
+
+def projected_newton_direction(g: np.ndarray, H: np.ndarray, eta: float, step: int) -> np.ndarray:
+    """Projected Newton: ``sign(H^{-1} g)``, the binary step nearest the Newton point.
+
+    Example:
+        >>> H = np.array([[[1.0, 2.0], [2.0, 1.0]]])  # eigenvalues 3 and -1
+        >>> projected_newton_direction(np.array([[1.0, 0.0]]), H, 0.1, 0).tolist()
+        [[-1.0, 1.0]]
+    """
+    return np.sign(newton_step(g, H))
+
+
+def abs_hessian_solve(g: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """``|H|^{-1} g`` with ``|H| = V |Lambda| V^T``; eigenvalues below ``1e-12 max|Lambda|`` are
+    raised to it.
+
+    Shape:
+        g ``(S, n)``, H ``(S, n, n)`` -> ``(S, n)``.
+    """
+    w, V = np.linalg.eigh(0.5 * (H + np.swapaxes(H, -1, -2)))
+    a = np.abs(w)
+    a = np.maximum(a, 1e-12 * a.max(axis=-1, keepdims=True) + 1e-300)
+    coef = np.einsum("sji,sj->si", V, g) / a
+    return np.einsum("sij,sj->si", V, coef)
+
+
+def saddle_free_sign_direction(g: np.ndarray, H: np.ndarray, eta: float, step: int) -> np.ndarray:
+    """The closed-form second-order sign step ``sign(|H|^{-1} g)``.
+
+    Example:
+        >>> H = np.array([[[1.0, 2.0], [2.0, 1.0]]])  # indefinite: Newton points uphill here
+        >>> saddle_free_sign_direction(np.array([[1.0, 0.0]]), H, 0.1, 0).tolist()
+        [[1.0, -1.0]]
+    """
+    return np.sign(abs_hessian_solve(g, H))
 
 
 def qpsbgd_direction(cfg: AnnealerConfig, seed: int) -> Callable[..., np.ndarray]:
@@ -144,6 +215,52 @@ def _score(fs: np.ndarray) -> float:
     return float(np.mean(np.log10(np.maximum(fs[-1], 1e-300))))
 
 
+def _extend(values: list[float], direction: int) -> float:
+    """One more grid value beyond an edge (geometric: the ratio of the two outermost values)."""
+    if direction > 0:
+        return float(f"{values[-1] * values[-1] / values[-2]:.6g}")
+    return float(f"{values[0] * values[0] / values[1]:.6g}")
+
+
+def search_eta0(
+    make_dir: Callable[[int], Callable[..., np.ndarray]],
+    n: int,
+    steps: int,
+    search_seeds: Sequence[int],
+    grid: Sequence[float],
+    max_extensions: int,
+) -> tuple[float, list[dict[str, Any]], dict[str, Any]]:
+    """Try every ``eta0`` of ``grid`` (``steps`` steps from each search start); while the best
+    sits on an edge of the grid, add the next value beyond it (at most ``max_extensions``).
+
+    Returns:
+        ``(eta0, trials, info)``: ``info`` has ``grid`` (final), ``extensions`` and ``at_edge``
+        (True when the choice is still on an edge after the last extension).
+    """
+    values = sorted(float(v) for v in grid)
+    trials: dict[float, dict[str, Any]] = {}
+    extensions: list[dict[str, Any]] = []
+
+    def run(eta0: float) -> None:
+        fs, wall = descend(starts(n, search_seeds), schedule(eta0, steps), make_dir(10_000))
+        trials[eta0] = {"hparams": {"eta0": eta0}, "mean_log10_f": _score(fs), "wall_time": wall}
+
+    for v in values:
+        run(v)
+    while True:
+        best = min(values, key=lambda v: (trials[v]["mean_log10_f"], v))
+        direction = -1 if best == values[0] else (1 if best == values[-1] else 0)
+        if direction == 0 or len(values) < 2 or len(extensions) >= max_extensions:
+            break
+        new = _extend(values, direction)
+        values = [new, *values] if direction < 0 else [*values, new]
+        extensions.append({"axis": "eta0", "direction": direction, "value": new})
+        run(new)
+    at_edge = len(values) >= 2 and best in (values[0], values[-1])
+    info = {"grid": values, "extensions": extensions, "at_edge": at_edge}
+    return best, [trials[v] for v in values], info
+
+
 def run_method(
     key: str,
     label: str,
@@ -153,13 +270,10 @@ def run_method(
     seeds: Sequence[int],
     search_seeds: Sequence[int],
     grid: Sequence[float],
+    max_extensions: int = 3,
 ) -> dict[str, Any]:
-    trials = []
-    for eta0 in grid:
-        fs, wall = descend(starts(n, search_seeds), schedule(eta0, steps), make_dir(10_000))
-        trials.append({"hparams": {"eta0": eta0}, "mean_log10_f": _score(fs), "wall_time": wall})
-    best = min(trials, key=lambda t: t["mean_log10_f"])
-    eta0 = best["hparams"]["eta0"]
+    """Search ``eta0`` (:func:`search_eta0`), then run every final seed with it."""
+    eta0, trials, info = search_eta0(make_dir, n, steps, search_seeds, grid, max_extensions)
     fs, wall = descend(starts(n, seeds), schedule(eta0, steps), make_dir(0))
     keep = np.unique(np.geomspace(1, steps + 1, 200).astype(int) - 1)
     runs = [
@@ -172,13 +286,14 @@ def run_method(
         for i, s in enumerate(seeds)
     ]
     m, sd = mean_std([r["final_f"] for r in runs])
-    lm, lsd = mean_std([float(np.log10(max(r["final_f"], 1e-300))) for r in runs])
+    lm, lsd = mean_std([_log10(r["final_f"]) for r in runs])
     return {
         "key": key,
         "label": label,
-        "grid": [{"eta0": e} for e in grid],
-        "budget": len(grid),
+        "grid": [{"eta0": e} for e in info["grid"]],
+        "budget": len(trials),
         "search": trials,
+        "search_info": info,
         "chosen": {"eta0": eta0},
         "seeds": list(seeds),
         "runs": runs,
@@ -191,15 +306,77 @@ def run_method(
     }
 
 
+def _log10(v: float) -> float:
+    return float(np.log10(max(v, 1e-300)))
+
+
+def paired(methods: dict[str, Any], confidence: float = 0.95) -> list[dict[str, Any]]:
+    """Per-start differences of ``log10`` final ``f``, every QP-SBGD column minus every
+    non-QP-SBGD method, and each annealer column minus ``qpsbgd_exact`` (negative: the first
+    lower); mean, std, t-interval, the starts where the first ends lower (``wins``) and ties."""
+    from scipy import stats
+
+    out = []
+    for qk, q in methods.items():
+        if not qk.startswith("qpsbgd"):
+            continue
+        qf = {r["seed"]: _log10(r["final_f"]) for r in q["runs"]}
+        for bk, b in methods.items():
+            # every non-QP-SBGD method; among QP-SBGD columns only the annealer minus exact
+            if bk == qk or (bk.startswith("qpsbgd") and bk != "qpsbgd_exact"):
+                continue
+            bf = {r["seed"]: _log10(r["final_f"]) for r in b["runs"]}
+            seeds = sorted(set(qf) & set(bf))
+            diffs = [qf[s] - bf[s] for s in seeds]
+            if not diffs:
+                continue
+            mean, std = mean_std(diffs)
+            ci = None
+            if len(diffs) > 1:
+                half = float(stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1)) * std
+                ci = [mean - half / np.sqrt(len(diffs)), mean + half / np.sqrt(len(diffs))]
+            out.append(
+                {
+                    "method": qk,
+                    "baseline": bk,
+                    "seeds": seeds,
+                    "diffs": diffs,
+                    "mean": mean,
+                    "std": std,
+                    "ci": ci,
+                    "confidence": confidence,
+                    "wins": int(sum(d < 0 for d in diffs)),
+                    "ties": int(sum(abs(d) < 1e-12 for d in diffs)),
+                }
+            )
+    return out
+
+
 def table(results: dict[str, Any]) -> str:
     lines = [f"### {results['title']}", ""]
     for n, res in results["problems"].items():
         methods = list(res["methods"].values())
+
+        def chosen(m: dict[str, Any]) -> str:
+            info = m.get("search_info") or {}
+            cell = f"eta0={m['chosen']['eta0']:g}"
+            if info.get("extensions"):
+                cell += (
+                    " (extended " + ", ".join(f"{e['value']:g}" for e in info["extensions"]) + ")"
+                )
+            if info.get("at_edge"):
+                cell += " **at edge**"
+            return cell
+
         lines += [
-            f"n = {n}, {res['steps']} steps, {len(res['seeds'])} starts",
+            f"n = {n}, {res['steps']} steps (search and final), {len(res['seeds'])} final starts, "
+            f"{len(results['protocol']['search_seeds'])} search starts",
             "",
             "| | " + " | ".join(m["label"] for m in methods) + " |",
             "|---|" + "---|" * len(methods),
+            "| median final f | "
+            + " | ".join(f"{m['summary']['median_final_f']:.3g}" for m in methods)
+            + " |",
             "| final f (mean ± std) | "
             + " | ".join(
                 f"{m['summary']['final_f']['mean']:.3g} ± {m['summary']['final_f']['std']:.3g}"
@@ -213,16 +390,30 @@ def table(results: dict[str, Any]) -> str:
                 for m in methods
             )
             + " |",
-            "| median final f | "
-            + " | ".join(f"{m['summary']['median_final_f']:.3g}" for m in methods)
-            + " |",
             "| wall time / step / start (ms) | "
             + " | ".join(f"{1e3 * m['summary']['wall_time_per_step']:.3f}" for m in methods)
             + " |",
-            "| search budget | " + " | ".join(str(m["budget"]) for m in methods) + " |",
-            "| chosen | " + " | ".join(f"eta0={m['chosen']['eta0']:g}" for m in methods) + " |",
+            "| search trials | " + " | ".join(str(m["budget"]) for m in methods) + " |",
+            "| chosen | " + " | ".join(chosen(m) for m in methods) + " |",
             "",
         ]
+        pairs = res.get("paired") or []
+        if pairs:
+            labels = {m["key"]: m["label"] for m in methods}
+            lines += [
+                "Paired per-start differences of log10 final f (QP-SBGD minus the other method; "
+                "negative: QP-SBGD lower), 95 % t-interval, starts where QP-SBGD ends lower:",
+                "",
+                "| QP-SBGD column | minus | mean ± std | 95 % interval | QP-SBGD lower / tied |",
+                "|---|---|---|---|---|",
+            ]
+            for p in pairs:
+                ci = "n/a" if p["ci"] is None else f"[{p['ci'][0]:+.2f}, {p['ci'][1]:+.2f}]"
+                lines.append(
+                    f"| {labels[p['method']]} | {labels[p['baseline']]} | {p['mean']:+.2f} ± "
+                    f"{p['std']:.2f} | {ci} | {p['wins']} / {p['ties']} of {len(p['seeds'])} |"
+                )
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -240,14 +431,23 @@ def plot(results: dict[str, Any], path: Path) -> Path:
             fs = np.array([r["curve"]["f"] for r in m["runs"]])
             med = np.median(fs, axis=0)
             ax.plot(steps + 1, med, label=m["label"])
-            ax.fill_between(steps + 1, fs.min(axis=0), fs.max(axis=0), alpha=0.15)
+            ax.fill_between(steps + 1, fs.min(axis=0), fs.max(axis=0), alpha=0.12)
         ax.set(xscale="log", yscale="log", xlabel="iteration", ylabel="f (median, min-max band)")
         ax.set_title(f"Rosenbrock, n = {n}")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+#: The non-annealer methods: key, label, direction.
+BASELINES: tuple[tuple[str, str, Callable[..., np.ndarray]], ...] = (
+    ("saddle_free_sign", "sign(|H|^-1 g)", saddle_free_sign_direction),
+    ("projected_newton", "projected Newton sign(H^-1 g)", projected_newton_direction),
+    ("signsgd", "signSGD", sign_direction),
+    ("clipped_gd", "GD (clipped steps)", clipped_direction),
+)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -255,28 +455,47 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     add_common_arguments(parser, default_backends=["neal", "exact"])
     parser.add_argument("--dims", default="2,10", help="comma-separated dimensions n")
     parser.add_argument("--steps", type=int, default=500, help="step budget per run")
+    parser.add_argument(
+        "--search-starts", type=int, default=None, help="search starts (default: as --seeds)"
+    )
     args = parser.parse_args(argv)
-    backends, annealer = annealer_settings(args, {"num_reads": 10, "num_sweeps": 100})
-    dims = [int(d) for d in args.dims.split(",")]
-    if any(d < 2 for d in dims):
-        raise ValueError(f"--dims must all be >= 2 (got {args.dims!r})")
-    steps = 20 if args.smoke else args.steps
-    if steps < 2:
-        raise ValueError(f"--steps must be >= 2 (got {steps})")
+    try:
+        backends, annealer = annealer_settings(args, {"num_reads": 10, "num_sweeps": 100})
+        try:
+            dims = [int(d) for d in args.dims.split(",")]
+        except ValueError:
+            dims = []
+        if not dims or any(d < 2 for d in dims):
+            raise ValueError(f"--dims must be comma-separated ints >= 2 (got {args.dims!r})")
+        steps = 20 if args.smoke else args.steps
+        if steps < 2:
+            raise ValueError(f"--steps must be >= 2 (got {steps})")
+        if args.search_starts is not None and args.search_starts < 1:
+            raise ValueError(f"--search-starts must be a positive int (got {args.search_starts})")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     seeds = list(range(2 if args.smoke else args.seeds))
-    search_seeds = [1000 + s for s in range(len(seeds))]
+    n_search = 2 if args.smoke else (args.search_starts or len(seeds))
+    search_seeds = [1000 + s for s in range(n_search)]
     grid = ETA_GRID[1:3] if args.smoke else ETA_GRID
+    max_ext = 1 if args.smoke else args.max_extensions
     include = args.methods.split(",") if args.methods else None
+    t_start = time.perf_counter()
     results: dict[str, Any] = {
         "task": "rosenbrock",
         "title": f"Rosenbrock, {len(seeds)} random starts in [-2, 2]^n",
         "protocol": {
+            "name": "fair-1-like (Rosenbrock: final f, no accuracy)",
             "steps": steps,
+            "search_steps": steps,
             "schedule": "eta_t = eta0 * 0.01^(t/(T-1))",
             "eta0_grid": grid,
+            "max_extensions": max_ext,
             "selection": "lowest mean log10 f at the last step over the search starts",
             "seeds": seeds,
             "search_seeds": search_seeds,
+            "paired": "per-start log10 final f, QP-SBGD minus each other method",
         },
         "problems": {},
         "environment": environment(),
@@ -294,19 +513,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             candidates.append(
                 (f"qpsbgd_{b}", f"QP-SBGD ({b})", lambda s, c=cfg: qpsbgd_direction(c, s))
             )
-        candidates += [
-            ("signsgd", "signSGD", lambda s: sign_direction),
-            ("clipped_gd", "GD (clipped steps)", lambda s: clipped_direction),
-        ]
+        candidates += [(k, label, lambda s, d=d: d) for k, label, d in BASELINES]
         for key, label, make_dir in candidates:
             if include is not None and key not in include:
                 continue
             print(f"[rosenbrock n={n}] {label}", file=sys.stderr, flush=True)
-            methods[key] = run_method(key, label, make_dir, n, steps, seeds, search_seeds, grid)
-        results["problems"][str(n)] = {"steps": steps, "seeds": seeds, "methods": methods}
+            methods[key] = run_method(
+                key, label, make_dir, n, steps, seeds, search_seeds, grid, max_ext
+            )
+        results["problems"][str(n)] = {
+            "steps": steps,
+            "seeds": seeds,
+            "methods": methods,
+            "paired": paired(methods),
+        }
+    results["wall_time"] = time.perf_counter() - t_start
     results["table"] = table(results)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    # "methods" stays empty: summarize_results gathers accuracy tables, this file has none
     paths = write_results({**results, "methods": {}}, out, "rosenbrock")
     paths["png"] = plot(results, out / "rosenbrock.png")
     print(results["table"])
