@@ -208,7 +208,7 @@ def test_unwritable_or_file_run_dir_is_refused_before_anything_runs(tmp_path, mo
         train_from_config(
             tiny(tmp_path, f"output.run_dir='{tmp_path / 'file' / 'run'}'"), quiet=True
         )
-    monkeypatch.setattr("bnn.training.os.access", lambda *a: False)
+    monkeypatch.setattr("bnn.runner.os.access", lambda *a: False)
     with pytest.raises(ConfigError, match=r"output\.run_dir '.*' is not writable"):
         train_from_config(tiny(tmp_path), quiet=True)
     assert not (tmp_path / "run").exists()
