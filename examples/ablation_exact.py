@@ -25,11 +25,15 @@ binary MLP ``64 -> W -> 10`` (batch norm, sign activations), ``binary_gradient``
 Fisher curvature scale. Every layer is solved block-wise with ``max_block_vars = B`` (default
 12; the 64-input layer as 6 blocks, the output layer's 16 inputs as 2 blocks; one sweep of
 :func:`qsgd.qubo.solve_blockwise`), so every problem has at most ``B`` spins and its optimum is
-computable; the gap is that of each block problem. The step size ``lr`` (the Adam lr
-of the non-binary parameters tied to it) and the curvature are searched once, with the exact
-solver, on a separate seed (grid extended at edges, :func:`bnn.experiments.search`); every
-solver then trains with that setting on the same seeds. Paired per-seed differences of test
-accuracy (each annealer minus exact) with a 95 % t-interval.
+computable; the gap is that of each block problem.
+
+Settings: the solver matters only where the couplings do, so the arms run under several
+settings, each with its step size ``lr`` (the Adam lr of the non-binary parameters tied to it)
+searched with the exact solver on a separate seed (grid extended at edges,
+:func:`bnn.experiments.search`): ``searched`` (``lr`` x ``curvature`` searched jointly) and one
+setting per ``--fixed-curvatures`` value (curvature fixed, ``lr`` searched). Within a setting
+every solver trains with the same hyperparameters on the same seeds. Paired per-seed
+differences of test accuracy (each arm minus exact) with a 95 % t-interval.
 
 Run::
 
@@ -191,7 +195,13 @@ def solvers(backends: Sequence[str], sweeps: Sequence[int]) -> list[dict[str, An
     return arms
 
 
-def make_method(arm: Mapping[str, Any], block: int, axes: Mapping[str, list[float]] | None):
+def make_method(
+    arm: Mapping[str, Any],
+    block: int,
+    axes: Mapping[str, list[float]] | None,
+    curvature: float | None = None,
+) -> Method:
+    """The QP-SBGD method of one solver arm (``curvature``: fixed, not searched)."""
     cfg = AnnealerConfig.from_dict(
         {"backend": _register(arm["inner"]), "max_block_vars": block, **arm["options"]}
     )
@@ -200,7 +210,12 @@ def make_method(arm: Mapping[str, Any], block: int, axes: Mapping[str, list[floa
         f"QP-SBGD ({arm['label']})",
         "qpsbgd",
         axes=dict(axes) if axes else {"lr": [0.003]},
-        fixed={"backend": cfg, "curvature_scale": "fisher", "max_block_vars": block},
+        fixed={
+            "backend": cfg,
+            "curvature_scale": "fisher",
+            "max_block_vars": block,
+            **({} if curvature is None else {"curvature": curvature}),
+        },
         tie_other_lr=True,
     )
 
@@ -242,44 +257,47 @@ def paired(runs: Mapping[str, list[dict[str, Any]]], confidence: float = 0.95) -
 
 
 def table(results: Mapping[str, Any]) -> str:
-    arms = results["arms"]
-    lines = [
-        f"### {results['title']}",
-        "",
-        "| solver | mean rel. energy gap | fraction optimal | test acc (best-val epoch) | "
-        "val acc | best epoch | wall / run (s) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for a in arms.values():
-        s = a["summary"]
-        lines.append(
-            f"| {a['label']} | {s['mean_rel_gap']['mean']:.3g} ± {s['mean_rel_gap']['std']:.2g} "
-            f"| {s['fraction_optimal']['mean']:.3f} "
-            f"| {s['test_accuracy']['mean']:.4f} ± {s['test_accuracy']['std']:.4f} "
-            f"| {s['val_accuracy']['mean']:.4f} | {s['best_epoch']['mean']:.1f} "
-            f"| {s['wall_time']['mean']:.0f} |"
+    lines = [f"### {results['title']}", ""]
+    for st in results["settings"]:
+        arms = st["arms"]
+        info = st["search"]["info"]
+        edge = (
+            f"; **still at an edge: {', '.join(info['at_edge'])}**" if info.get("at_edge") else ""
         )
-    lines += [
-        "",
-        "Paired per-seed differences of test accuracy (solver minus exact), 95 % t-interval:",
-        "",
-        "| solver | seeds | mean ± std | 95 % interval |",
-        "|---|---|---|---|",
-    ]
-    for p in results["paired"]:
-        ci = "n/a" if p["ci"] is None else f"[{p['ci'][0]:+.4f}, {p['ci'][1]:+.4f}]"
-        lines.append(
-            f"| {arms[p['arm']]['label']} | {len(p['seeds'])} | {p['mean']:+.4f} ± "
-            f"{p['std']:.4f} | {ci} |"
-        )
-    ch = results["chosen"]
-    lines += [
-        "",
-        f"Setting (searched with the exact solver, seed {results['protocol']['search_seed']}): "
-        + ", ".join(f"{k}={v:g}" for k, v in ch.items())
-        + f"; {results['protocol']['problems_note']}",
-        "",
-    ]
+        lines += [
+            f"#### Setting: {st['name']} ("
+            + ", ".join(f"{k}={v:g}" for k, v in st["chosen"].items())
+            + f"; lr searched with the exact solver, seed {results['protocol']['search_seed']}"
+            + f"{edge})",
+            "",
+            "| solver | mean rel. energy gap | fraction optimal | test acc (best-val epoch) | "
+            "val acc | best epoch | wall / run (s) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for a in arms.values():
+            sm = a["summary"]
+            lines.append(
+                f"| {a['label']} | {sm['mean_rel_gap']['mean']:.3g} ± "
+                f"{sm['mean_rel_gap']['std']:.2g} | {sm['fraction_optimal']['mean']:.3f} "
+                f"| {sm['test_accuracy']['mean']:.4f} ± {sm['test_accuracy']['std']:.4f} "
+                f"| {sm['val_accuracy']['mean']:.4f} | {sm['best_epoch']['mean']:.1f} "
+                f"| {sm['wall_time']['mean']:.0f} |"
+            )
+        lines += [
+            "",
+            "Paired per-seed differences of test accuracy (solver minus exact), 95 % t-interval:",
+            "",
+            "| solver | seeds | mean ± std | 95 % interval |",
+            "|---|---|---|---|",
+        ]
+        for p in st["paired"]:
+            ci = "n/a" if p["ci"] is None else f"[{p['ci'][0]:+.4f}, {p['ci'][1]:+.4f}]"
+            lines.append(
+                f"| {arms[p['arm']]['label']} | {len(p['seeds'])} | {p['mean']:+.4f} ± "
+                f"{p['std']:.4f} | {ci} |"
+            )
+        lines.append("")
+    lines += [results["protocol"]["problems_note"], ""]
     return "\n".join(lines)
 
 
@@ -289,31 +307,82 @@ def plot(results: Mapping[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    for a in results["arms"].values():
-        gaps = np.array([r["gap"]["mean_rel_gap"] for r in a["runs"]])
-        accs = np.array([r["test_accuracy"] for r in a["runs"]])
-        pts = ax.scatter(gaps, accs, s=14, alpha=0.5)
-        ax.errorbar(
-            gaps.mean(),
-            accs.mean(),
-            yerr=accs.std(ddof=1) if accs.size > 1 else 0,
-            fmt="o",
-            ms=7,
-            color=pts.get_facecolor()[0][:3],
-            label=a["label"],
-        )
-    ax.set_xscale("symlog", linthresh=1e-3)
-    ax.set(
-        xlabel="mean relative energy gap to the exact optimum",
-        ylabel="test accuracy (best-val epoch)",
+    settings = results["settings"]
+    fig, axes = plt.subplots(
+        1, len(settings), figsize=(5 * len(settings), 4.2), squeeze=False, sharey=True
     )
-    ax.set_title("QP-SBGD: annealer vs exact (digits, 10 classes)", fontsize=10)
-    ax.legend(fontsize=7)
+    for ax, st in zip(axes[0], settings, strict=True):
+        for a in st["arms"].values():
+            gaps = np.array([r["gap"]["mean_rel_gap"] for r in a["runs"]])
+            accs = np.array([r["test_accuracy"] for r in a["runs"]])
+            pts = ax.scatter(gaps, accs, s=14, alpha=0.5)
+            ax.errorbar(
+                gaps.mean(),
+                accs.mean(),
+                yerr=accs.std(ddof=1) if accs.size > 1 else 0,
+                fmt="o",
+                ms=7,
+                color=pts.get_facecolor()[0][:3],
+                label=a["label"],
+            )
+        ax.set_xscale("symlog", linthresh=1e-4)
+        ax.set(xlabel="mean relative energy gap to the exact optimum")
+        ax.set_title(
+            f"{st['name']}: " + ", ".join(f"{k}={v:g}" for k, v in st["chosen"].items()),
+            fontsize=9,
+        )
+    axes[0][0].set_ylabel("test accuracy (best-val epoch)")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("QP-SBGD with annealers vs the exact optimum (digits, 10 classes)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def run_arms(
+    task: Task,
+    arms: Sequence[Mapping[str, Any]],
+    block: int,
+    chosen: Mapping[str, Any],
+    seeds: Sequence[int],
+    name: str,
+) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """Train every solver arm on every seed with the setting ``chosen``; per run the gap record."""
+    out_arms: dict[str, Any] = {}
+    runs_by_arm: dict[str, list[dict[str, Any]]] = {}
+    for a in arms:
+        method = make_method(a, block, None)
+        runs = []
+        for s in seeds:
+            LOG.reset()
+            rec = train_once(task, method, chosen, s)
+            rec["gap"] = LOG.record()
+            runs.append(rec)
+            print(
+                f"[ablation] {name} {a['key']} seed {s}: test {rec['test_accuracy']:.4f} gap "
+                f"{rec['gap']['mean_rel_gap']:.2g} ({rec['wall_time']:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+        runs_by_arm[a["key"]] = runs
+        summary = {}
+        for key in ("test_accuracy", "val_accuracy", "best_epoch", "wall_time"):
+            m, sd = mean_std([r[key] for r in runs])
+            summary[key] = {"mean": m, "std": sd}
+        for key in ("mean_rel_gap", "fraction_optimal"):
+            m, sd = mean_std([r["gap"][key] for r in runs])
+            summary[key] = {"mean": m, "std": sd}
+        out_arms[a["key"]] = {
+            "key": a["key"],
+            "label": a["label"],
+            "backend": a["inner"] or "exact (qsgd.qubo.brute_force)",
+            "options": a["options"],
+            "seeds": list(seeds),
+            "runs": runs,
+            "summary": summary,
+        }
+    return out_arms, runs_by_arm
 
 
 def _ints(text: str, flag: str) -> list[int]:
@@ -350,6 +419,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--block", type=int, default=12, help="max_block_vars (<= 20)")
     parser.add_argument("--lr", default="0.003,0.01", help="lr axis of the search")
     parser.add_argument("--curvature", default="30,300", help="curvature axis of the search")
+    parser.add_argument(
+        "--fixed-curvatures",
+        default="30,300",
+        help="curvatures also run as fixed settings (lr searched at each); '' for none",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch/numba threads")
     parser.add_argument("--smoke", action="store_true", help="tiny run (seconds)")
@@ -359,6 +433,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         sweeps = _ints(args.sweeps, "--sweeps")
         lr_axis = _floats(args.lr, "--lr")
         c_axis = _floats(args.curvature, "--curvature")
+        fixed_c = (
+            _floats(args.fixed_curvatures, "--fixed-curvatures") if args.fixed_curvatures else []
+        )
         backends = [b for b in args.backends.split(",") if b]
         for flag in ("seeds", "epochs", "patience", "width", "batch_size", "threads"):
             if getattr(args, flag) < 1:
@@ -382,7 +459,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.smoke:
         ds = shrink_tabular(ds, train=96, val=48, test=96)
         arms = [arms[0], arms[1], arms[-1]]
-        lr_axis, c_axis = lr_axis[:1], c_axis[:1]
+        lr_axis, c_axis, fixed_c = lr_axis[:1], c_axis[:1], fixed_c[:1]
     width = args.width
     task = Task(
         "ablation_exact",
@@ -392,51 +469,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         batch_size=args.batch_size,
         search_fraction=args.search_fraction,
         patience=None if args.smoke else args.patience,
-        max_extensions=0 if args.smoke else 2,
+        max_extensions=0 if args.smoke else 3,
     )
     t_start = time.perf_counter()
     search_seed = 1000
-    print(
-        f"[ablation] search with the exact solver: lr {lr_axis} x curvature {c_axis}",
-        file=sys.stderr,
-        flush=True,
-    )
-    exact_method = make_method(arms[0], args.block, {"lr": lr_axis, "curvature": c_axis})
-    chosen, trials, search_info = search(task, exact_method, seed=search_seed)
-    print(f"[ablation] chosen {chosen}", file=sys.stderr, flush=True)
-    out_arms: dict[str, Any] = {}
-    runs_by_arm: dict[str, list[dict[str, Any]]] = {}
-    for a in arms:
-        method = make_method(a, args.block, None)
-        runs = []
-        for s in seeds:
-            LOG.reset()
-            rec = train_once(task, method, chosen, s)
-            rec["gap"] = LOG.record()
-            runs.append(rec)
-            print(
-                f"[ablation] {a['key']} seed {s}: test {rec['test_accuracy']:.4f} gap "
-                f"{rec['gap']['mean_rel_gap']:.4f} ({rec['wall_time']:.0f} s)",
-                file=sys.stderr,
-                flush=True,
-            )
-        runs_by_arm[a["key"]] = runs
-        summary = {}
-        for key in ("test_accuracy", "val_accuracy", "best_epoch", "wall_time"):
-            m, sd = mean_std([r[key] for r in runs])
-            summary[key] = {"mean": m, "std": sd}
-        for key in ("mean_rel_gap", "fraction_optimal"):
-            m, sd = mean_std([r["gap"][key] for r in runs])
-            summary[key] = {"mean": m, "std": sd}
-        out_arms[a["key"]] = {
-            "key": a["key"],
-            "label": a["label"],
-            "backend": a["inner"] or "exact (qsgd.qubo.brute_force)",
-            "options": a["options"],
-            "seeds": seeds,
-            "runs": runs,
-            "summary": summary,
-        }
+    settings: list[dict[str, Any]] = []
+    for c in [None, *fixed_c]:
+        axes = {"lr": lr_axis, "curvature": c_axis} if c is None else {"lr": lr_axis}
+        name = "searched" if c is None else f"curvature={c:g}"
+        print(f"[ablation] {name}: search with the exact solver over {axes}", file=sys.stderr)
+        exact_method = make_method(arms[0], args.block, axes, curvature=c)
+        chosen, trials, search_info = search(task, exact_method, seed=search_seed)
+        if c is not None:
+            chosen = {**chosen, "curvature": c}
+        print(f"[ablation] {name}: chosen {chosen}", file=sys.stderr, flush=True)
+        out_arms, runs_by_arm = run_arms(task, arms, args.block, chosen, seeds, name)
+        settings.append(
+            {
+                "name": name,
+                "chosen": chosen,
+                "search": {"trials": trials, "info": search_info, "solver": "exact"},
+                "arms": out_arms,
+                "paired": paired(runs_by_arm),
+            }
+        )
     results: dict[str, Any] = {
         "task": "ablation_exact",
         "title": (
@@ -460,10 +516,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"{args.block}, one sweep of qsgd.qubo.solve_blockwise)"
             ),
         },
-        "chosen": chosen,
-        "search": {"trials": trials, "info": search_info, "solver": "exact"},
-        "arms": out_arms,
-        "paired": paired(runs_by_arm),
+        "settings": settings,
         "wall_time": time.perf_counter() - t_start,
         "environment": environment(),
         "extra": {
