@@ -274,7 +274,6 @@ def test_rosenbrock_script_smoke(tmp_path):
 @pytest.mark.parametrize(
     ("script", "stem", "backends"),
     [
-        ("a1a_2layer", "a1a_2layer", ["mock-dwave", "neal", "batched"]),
         ("a1a_10layer", "a1a_10layer", ["batched"]),
         ("gcn", "gcn_karate", ["neal", "batched"]),
         ("digits_pairs", "digits_0v2", ["batched"]),
