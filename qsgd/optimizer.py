@@ -27,6 +27,7 @@ import logging
 import math
 import numbers
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,8 +35,14 @@ import torch
 from torch import nn
 
 from qsgd.errors import ConfigError, ProblemError
+from qsgd.ising import IsingBatch
 from qsgd.qubo import FORMULATIONS, layer_ising, solve_blockwise
-from qsgd.samplers.registry import accepted_run_options, get_sampler, solve_batch
+from qsgd.samplers.registry import (
+    accepted_run_options,
+    get_sampler,
+    solve_batch,
+    solved_by_counts,
+)
 from qsgd.sign_match import check_sign_match_options, sign_match_update
 
 __all__ = ["QPSBGD", "LAYER_SCHEDULES", "OTHER_OPTIMIZERS", "CURVATURE_SCALES", "fisher_curvature"]
@@ -212,6 +219,89 @@ def _resolve_backend(
     sampler_opts = {k: v for k, v in extra.items() if k in init}
     run = {k: v for k, v in extra.items() if k not in init}
     return backend, get_sampler(backend, **sampler_opts), run, None, None
+
+
+#: Layers with ``rows * fan_in**2`` at least this large keep their Gram between steps while their
+#: inputs do not change (see :meth:`QPSBGD._gram`).
+_GRAM_CACHE_MIN = 1 << 24
+
+
+def _signs(positive: torch.Tensor) -> np.ndarray:
+    """±1 (float32) from a boolean "sign is +1" tensor."""
+    return np.where(positive.detach().cpu().numpy(), np.float32(1.0), np.float32(-1.0))
+
+
+def _new_record(name: str, step: int, m: int, n: int, seed: int, backend: str) -> dict[str, Any]:
+    """A layer's ``last_stats`` entry before its solve (every key present)."""
+    return {
+        "layer": name,
+        "step": step,
+        "problems": m,
+        "variables": n,
+        "rows": 0,
+        "best_energy": float("nan"),
+        "flip_ratio": 0.0,
+        "wall_time": 0.0,
+        "backend": backend,
+        "solved_by": None,
+        "solved_by_counts": {},
+        "block_vars": None,
+        "seed": seed,
+        "skipped": False,
+        "qpu_calls": 0,
+        "problems_per_call": None,
+        "qpu_access_time": 0.0,
+        "chain_break_fraction": None,
+    }
+
+
+@dataclass
+class _LayerJob:
+    """One layer's problems and what its update needs (built before any layer is solved)."""
+
+    index: int
+    param: torch.Tensor
+    old: torch.Tensor  # (fan_out, fan_in) view of the weight before the update
+    old_pos: torch.Tensor  # old >= 0
+    batch: IsingBatch
+    record: dict[str, Any]
+    lr: float
+    formulation: str
+    seed: int
+
+
+@dataclass
+class _Solved:
+    """A layer's solution: best spins ``(m, n)``, their energies ``(m,)`` and the solve's figures."""
+
+    spins: np.ndarray
+    energies: np.ndarray
+    wall: float
+    counts: dict[str, int]
+    qpu: dict[str, Any]
+    block_vars: int | None = None
+
+
+def _solved(result: Any, num_problems: int, default: str, *, shared: bool = False) -> _Solved:
+    """A :class:`_Solved` from a ``BatchResult`` (reads sorted by energy: the first is the best).
+
+    ``shared``: the result is one batch's share of a ``sample_batches`` call, whose
+    ``problems_per_call`` describes the calls counted for this batch.
+    """
+    info = result.info
+    counts = info.get("solved_by_counts")
+    if not isinstance(counts, Mapping):
+        counts = solved_by_counts(info, default=default, num_problems=num_problems)
+    qpu = _QPUUse()
+    qpu.add(info, num_problems)
+    if shared and info.get("problems_per_call") is not None and qpu.calls:
+        qpu.problems = float(info["problems_per_call"] or 0.0) * qpu.calls
+    samples, energies = result.samples, result.energies
+    if samples.shape[1] == 1:  # one read: nothing to choose
+        best, best_e = samples[:, 0], energies[:, 0]
+    else:
+        best, best_e = result.best, result.best_energy
+    return _Solved(best, best_e, float(info.get("wall_time", 0.0)), dict(counts), qpu.record())
 
 
 class QPSBGD(torch.optim.Optimizer):
@@ -422,6 +512,7 @@ class QPSBGD(torch.optim.Optimizer):
         )
         self.step_count = 0
         self.last_stats: list[dict[str, Any]] = []
+        self._gram_cache: dict[int, tuple[torch.Tensor, np.ndarray]] = {}
         self.qpu_totals: dict[str, Any] = {"qpu_calls": 0, "qpu_access_time": 0.0}
 
         binary_ids = {id(p) for p in model.parameters() if is_binary_param(p)}
@@ -500,9 +591,7 @@ class QPSBGD(torch.optim.Optimizer):
         scheduled = self.scheduled_groups()
         captured = {i: self._captured(i) for i in scheduled}  # validate all before updating any
         t = self.step_count
-        stats = []
-        for i in scheduled:
-            stats.append(self._update_layer(i, *captured[i], step=t))
+        stats = self._update_layers(scheduled, captured, t)
         if self.other_optimizer is not None:
             self.other_optimizer.step()
         for layer in self._layers:
@@ -516,6 +605,42 @@ class QPSBGD(torch.optim.Optimizer):
     ) -> dict[str, Any]:
         if self.param_groups[index]["formulation"] == "sign_match":
             return sign_match_update(self, index, X, G, step=step)
+        job = self._prepare_layer(index, X, G, step=step)
+        if isinstance(job, dict):  # skipped: no row carries a gradient
+            return job
+        return self._apply_update(job, self._solve_layers([job])[0])
+
+    def _update_layers(
+        self, scheduled: list[int], captured: Mapping[int, tuple[torch.Tensor, torch.Tensor]], step: int
+    ) -> list[dict[str, Any]]:
+        """Update the scheduled layers: build every layer's problems, solve them, then update.
+
+        Layers whose formulation :func:`qsgd.qubo.layer_ising` builds are prepared first and
+        solved together by :meth:`_solve_layers` (one solver call for all of them when the
+        sampler offers ``sample_batches``); any other formulation goes through
+        :meth:`_update_layer`. Every layer's problems use the inputs and gradients of the same
+        forward/backward pass and its own seed, so the order changes no result.
+        """
+        records: dict[int, dict[str, Any]] = {}
+        jobs: list[_LayerJob] = []
+        for i in scheduled:
+            if self.param_groups[i]["formulation"] not in FORMULATIONS:
+                records[i] = self._update_layer(i, *captured[i], step=step)
+                continue
+            job = self._prepare_layer(i, *captured[i], step=step)
+            if isinstance(job, dict):
+                records[i] = job
+            else:
+                jobs.append(job)
+        for job, solved in zip(jobs, self._solve_layers(jobs), strict=True):
+            records[job.index] = self._apply_update(job, solved)
+        return [records[i] for i in scheduled]
+
+    def _prepare_layer(
+        self, index: int, X: torch.Tensor, G: torch.Tensor, *, step: int
+    ) -> _LayerJob | dict[str, Any]:
+        """The layer's problems (float32, built by :func:`qsgd.qubo.layer_ising`) and what the
+        update needs; the layer's record alone when no row carries a gradient (skipped)."""
         group = self.param_groups[index]
         layer = self._layers[index]
         p: torch.Tensor = group["params"][0]
@@ -525,40 +650,24 @@ class QPSBGD(torch.optim.Optimizer):
         if not state:
             state.update(steps=0, flips=0, solver_time=0.0, skipped=0)
         seed = self.step_seed(step, index)
-        record: dict[str, Any] = {
-            "layer": name,
-            "step": step,
-            "problems": m,
-            "variables": n,
-            "rows": 0,
-            "best_energy": float("nan"),
-            "flip_ratio": 0.0,
-            "wall_time": 0.0,
-            "backend": self.backend_name,
-            "solved_by": None,
-            "solved_by_counts": {},
-            "block_vars": None,
-            "seed": seed,
-            "skipped": False,
-            "qpu_calls": 0,
-            "problems_per_call": None,
-            "qpu_access_time": 0.0,
-            "chain_break_fraction": None,
-        }
+        record = _new_record(name, step, m, n, seed, self.backend_name)
         keep = (G != 0).any(dim=1)
         rows = int(keep.sum())
         if rows == 0:
             record["skipped"] = True
             state["skipped"] += 1
             return record
-        Xn = X[keep].detach().cpu().double().numpy()
-        Gn = G[keep].detach().cpu().double().numpy()
+        if rows < G.shape[0]:
+            X, G = X[keep], G[keep]
+        # float32: the precision torch captured them in (no float64 copies); see layer_ising
+        Xn = X.detach().to("cpu", torch.float32).numpy()
+        Gn = G.detach().to("cpu", torch.float32).numpy()
         lr, formulation = float(group["lr"]), group["formulation"]
-        old = p.detach().reshape(m, n).clone()
-        old_sign = torch.where(old >= 0, 1.0, -1.0)
+        old = p.detach().reshape(m, n)
+        old_pos = old >= 0  # the sign before the update: +1 where True
         curvature = float(group["curvature"])
         if group.get("curvature_scale", "unit") == "fisher":
-            curvature = fisher_curvature(Gn, curvature)
+            curvature = fisher_curvature(Gn.astype(np.float64), curvature)
         batch = layer_ising(
             Xn,
             Gn,
@@ -566,63 +675,131 @@ class QPSBGD(torch.optim.Optimizer):
             curvature=curvature,
             normalize=bool(group["normalize"]),
             formulation=formulation,
-            weights=old_sign.cpu().double().numpy() if formulation == "projected" else None,
+            weights=_signs(old_pos) if formulation == "projected" else None,
             damping=float(group.get("damping", 0.0)),
             name=name,
+            dtype=np.float32,
+            gram=self._gram(index, X, Xn, keep, rows),
+            check=False,  # _captured checked X and G
         )
+        record["rows"] = rows
+        return _LayerJob(index, p, old, old_pos, batch, record, lr, formulation, seed)
+
+    def _gram(
+        self, index: int, X: torch.Tensor, Xn: np.ndarray, keep: torch.Tensor, rows: int
+    ) -> np.ndarray | None:
+        """``Xn^T Xn`` of a large layer, reused while its kept inputs do not change.
+
+        A graph layer trained full-batch sees the same aggregated features every step (the
+        first GCN layer: ``A_norm @ features``), and its ``rows x n^2`` Gram is then the most
+        expensive part of the step (Cora: 2708 x 1433^2). For layers with ``rows * n^2 >=``
+        :data:`_GRAM_CACHE_MIN` the Gram is always computed here (one formula, so a resumed run
+        builds the same problems), and reused when the kept rows are equal to the last step's
+        (checked exactly, ``O(rows * n)``). Small layers return None: ``layer_ising`` computes it.
+        """
+        n = Xn.shape[1]
+        if rows * n * n < _GRAM_CACHE_MIN:
+            return None
+        hit = self._gram_cache.get(index)
+        if (
+            hit is not None
+            and hit[0].shape == X.shape
+            and hit[0].dtype == X.dtype
+            and torch.equal(hit[0], X.detach())
+        ):
+            return hit[1]
+        gram = Xn.T @ Xn
+        self._gram_cache[index] = (X.detach(), gram)
+        return gram
+
+    def _solve_layers(self, jobs: list[_LayerJob]) -> list[_Solved]:
+        """Solve the problems of ``jobs``: block-wise where a layer is too large for the backend,
+        else in one call for all layers when the sampler has ``sample_batches``, else one
+        :func:`~qsgd.samplers.registry.solve_batch` per layer (each with the layer's seed).
+
+        ``sample_batches(batches, *, seeds, **run_options) -> list[BatchResult]`` solves batches
+        of any sizes (several layers) in one call; result ``k`` holds the samples of batch ``k``
+        sorted by energy and an ``info`` with that batch's share of the call: ``wall_time``,
+        ``solved_by`` (or ``solved_by_counts``), and for a QPU ``qpu_calls`` (each call counted
+        for one batch only, so the layers' counts add up to the calls made),
+        ``problems_per_call`` (over those calls), ``qpu_access_time`` (a share) and
+        ``chain_break_fraction`` (over the batch's problems).
+        """
+        out: list[_Solved | None] = [None] * len(jobs)
+        direct: list[int] = []
+        for k, job in enumerate(jobs):
+            limit = self._block_limit(job.record["layer"], job.batch.num_variables)
+            if limit is not None and job.batch.num_variables > limit:
+                out[k] = self._solve_blockwise(job, limit)
+            else:
+                direct.append(k)
+        many = getattr(self.sampler, "sample_batches", None)
+        if len(direct) > 1 and callable(many):
+            seeds = [jobs[k].seed if self._seed_accepted else None for k in direct]
+            results = many([jobs[k].batch for k in direct], seeds=seeds, **self.run_options)
+            for k, res in zip(direct, results, strict=True):
+                out[k] = _solved(res, jobs[k].batch.num_problems, self.backend_name, shared=True)
+            return out  # type: ignore[return-value]
+        for k in direct:
+            run = dict(self.run_options)
+            if self._seed_accepted:
+                run["seed"] = jobs[k].seed
+            res = solve_batch(self.sampler, jobs[k].batch, **run)
+            out[k] = _solved(res, jobs[k].batch.num_problems, self.backend_name)
+        return out  # type: ignore[return-value]
+
+    def _solve_blockwise(self, job: _LayerJob, limit: int) -> _Solved:
         run = dict(self.run_options)
         if self._seed_accepted:
-            run["seed"] = seed
+            run["seed"] = job.seed
         counts: dict[str, int] = {}
         qpu = _QPUUse()
-        limit = self._block_limit(name, n)
-        if limit is not None and n > limit:
-            initial = (
-                np.where(batch.h <= 0, 1, -1)
-                if formulation == "binary_gradient"
-                else old_sign.cpu().numpy()
-            )
-            times: list[float] = []
+        times: list[float] = []
 
-            def solve(sub):
-                res = solve_batch(self.sampler, sub, **run)
-                qpu.add(res.info, sub.num_problems)
-                times.append(float(res.info.get("wall_time", 0.0)))
-                for k, v in res.info["solved_by_counts"].items():
-                    counts[k] = counts.get(k, 0) + int(v)
-                return res
+        def solve(sub):
+            res = solve_batch(self.sampler, sub, **run)
+            qpu.add(res.info, sub.num_problems)
+            times.append(float(res.info.get("wall_time", 0.0)))
+            for k, v in res.info["solved_by_counts"].items():
+                counts[k] = counts.get(k, 0) + int(v)
+            return res
 
-            spins, energies = solve_blockwise(batch, solve, limit, initial)
-            wall = float(sum(times))
-            record["block_vars"] = int(limit)
-        else:
-            result = solve_batch(self.sampler, batch, **run)
-            qpu.add(result.info, batch.num_problems)
-            spins, energies = result.best, result.best_energy
-            wall = float(result.info.get("wall_time", 0.0))
-            counts = dict(result.info["solved_by_counts"])
-        record["solved_by"] = "+".join(sorted(counts))
-        record["solved_by_counts"] = counts
-        record.update(qpu.record())
+        initial = (
+            np.where(job.batch.h <= 0, 1, -1)
+            if job.formulation == "binary_gradient"
+            else _signs(job.old_pos)
+        )
+        spins, energies = solve_blockwise(job.batch, solve, limit, initial)
+        return _Solved(spins, energies, float(sum(times)), counts, qpu.record(), int(limit))
+
+    def _apply_update(self, job: _LayerJob, solved: _Solved) -> dict[str, Any]:
+        """Move the layer's weights to the solution and complete its record."""
+        group = self.param_groups[job.index]
+        p = job.param
+        record = job.record
+        record["solved_by"] = "+".join(sorted(solved.counts))
+        record["solved_by_counts"] = solved.counts
+        record["block_vars"] = solved.block_vars
+        record.update(solved.qpu)
         self.qpu_totals["qpu_calls"] += int(record["qpu_calls"])
         self.qpu_totals["qpu_access_time"] += float(record["qpu_access_time"])
-        d = torch.as_tensor(np.asarray(spins), dtype=p.dtype, device=p.device)
-        if formulation == "binary_gradient":
+        d = torch.from_numpy(np.ascontiguousarray(solved.spins)).to(device=p.device, dtype=p.dtype)
+        if job.formulation == "binary_gradient":
             clip = float(group["latent_clip"])
-            new = (old - lr * d).clamp_(-clip, clip)
+            new = (job.old - job.lr * d).clamp_(-clip, clip)
         else:
             new = d
+        flips = int(((new >= 0) != job.old_pos).sum())
         p.copy_(new.reshape(p.shape))
-        new_sign = torch.where(new >= 0, 1.0, -1.0)
-        flips = int((new_sign != old_sign).sum())
+        m, n = job.old.shape
+        state = self.state[p]
         state["steps"] += 1
         state["flips"] += flips
-        state["solver_time"] += wall
+        state["solver_time"] += solved.wall
         record.update(
-            rows=rows,
-            best_energy=float(np.mean(energies)),
+            best_energy=float(np.mean(solved.energies)),
             flip_ratio=flips / float(m * n),
-            wall_time=wall,
+            wall_time=solved.wall,
         )
         return record
 

@@ -344,9 +344,10 @@ def solve_batch(sampler: dimod.Sampler, batch: IsingBatch, **run_options: Any) -
         samples, reported, info = solve_each(sampler, batch, seeds, opts)
         energies = batch.energies(samples)
         info["reported_energy_max_abs_error"] = float(np.max(np.abs(reported - energies)))
-    order = np.argsort(energies, axis=1, kind="stable")
-    samples = np.take_along_axis(samples, order[:, :, None], axis=1)
-    energies = np.take_along_axis(energies, order, axis=1)
+    if samples.shape[1] > 1:  # one read per problem: nothing to sort
+        order = np.argsort(energies, axis=1, kind="stable")
+        samples = np.take_along_axis(samples, order[:, :, None], axis=1)
+        energies = np.take_along_axis(energies, order, axis=1)
     info.setdefault("backend", name)
     counts = solved_by_counts(info, default=name, num_problems=batch.num_problems)
     info["solved_by_counts"] = counts

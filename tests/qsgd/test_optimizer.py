@@ -119,7 +119,8 @@ def test_exact_backend_picks_brute_force_best(formulation: str) -> None:
         expected = best_t
     assert torch.equal(layer.weight.detach(), expected)
     stats = opt.last_stats[0]
-    assert stats["best_energy"] == pytest.approx(float(best_e.mean()), rel=1e-9, abs=1e-12)
+    # the optimiser builds its problems in float32 (tests/qsgd/test_qubo_precision.py)
+    assert stats["best_energy"] == pytest.approx(float(best_e.mean()), rel=1e-6, abs=1e-9)
     assert stats["flip_ratio"] == pytest.approx(
         float((torch.where(expected >= 0, 1.0, -1.0) != W).float().mean())
     )
