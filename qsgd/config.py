@@ -31,10 +31,19 @@ from pathlib import Path
 from typing import Any
 
 import dimod
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from qsgd.distributed import DaskConfig
+from qsgd.distributed.settings import DaskConfig
 from qsgd.errors import ConfigError
+from qsgd.samplers.base import check_options
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -52,23 +61,17 @@ _INIT_FIELDS = ("fallback", "timeout", "connect_timeout")
 def backend_options(name: str) -> tuple[set[str], set[str]]:
     """``(constructor_options, run_options)`` that backend ``name`` accepts.
 
-    Run options are the sampler's dimod ``parameters``. They are read from a class attribute
-    ``_run_keys`` when the factory has one (QPU backends: nothing is constructed, no network),
-    otherwise from a default-constructed instance (cheap for the classical backends).
+    Constructor options are the factory's keyword parameters (structure: ``max_variables``,
+    solver, timeouts, fallback, ...); run options are the sampler's dimod ``parameters``
+    (:func:`qsgd.samplers.registry.run_option_names`: nothing is connected to read them).
 
     Raises:
         UnknownBackendError: unknown ``name``.
         BackendUnavailableError: its optional dependency is missing.
     """
-    from qsgd.samplers.registry import backend_spec
+    from qsgd.samplers.registry import backend_spec, run_option_names
 
     factory = backend_spec(name).resolve()
-    run_keys = getattr(factory, "_run_keys", None)
-    if run_keys is not None:
-        run = set(run_keys)
-    else:
-        sampler = factory()
-        run = set(getattr(sampler, "parameters", None) or {})
     try:
         params = inspect.signature(factory).parameters.values()
     except (TypeError, ValueError):  # pragma: no cover - builtins
@@ -78,9 +81,53 @@ def backend_options(name: str) -> tuple[set[str], set[str]]:
         for p in params
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in ("self",)
     }
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        init |= run  # the qsgd wrappers take default run settings as constructor keywords
-    return init, run
+    return init, run_option_names(factory)
+
+
+def split_options(backend: str, options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(constructor options, run options)`` of ``options`` for ``backend``: the one option check.
+
+    Every path from a backend name and its options to a sampler (a TOML ``[annealer]`` table,
+    ``QPSBGD(backend=..., backend_options=...)``) goes through here. A key that is both (a
+    packed backend's ``problems_per_call``) is a run option.
+
+    Raises:
+        ConfigError: a key the backend accepts neither way (names it and the accepted ones).
+
+    Example:
+        >>> split_options("exact", {"max_variables": 10, "num_reads": 2})
+        ({'max_variables': 10}, {'num_reads': 2})
+    """
+    init, run = backend_options(backend)
+    check_options(options, init | run, backend=backend)
+    return (
+        {k: v for k, v in options.items() if k in init and k not in run},
+        {k: v for k, v in options.items() if k in run},
+    )
+
+
+def packed_name(backend: str, pack: Any, *, key: str = "pack", true: str = "true") -> str:
+    """The registry name that solves ``backend`` with packing on or off.
+
+    Args:
+        backend: A registry name.
+        pack: Whether to pack several problems per QPU call.
+        key, true: How the caller spells the switch and its value, for the message
+            (``pack``/``true`` in TOML, ``backend_options['pack']``/``True`` in Python).
+
+    Raises:
+        ConfigError: ``pack`` is not a bool, or ``pack`` with a backend that has no packed twin.
+    """
+    if not isinstance(pack, bool):
+        raise ConfigError(f"{key} must be a bool (got {pack!r})")
+    if not pack or backend in _PACKABLE.values():
+        return backend
+    if backend not in _PACKABLE:
+        raise ConfigError(
+            f"{key} = {true} needs backend 'dwave' or 'mock-dwave' (several problems per QPU "
+            f"call) (got backend={backend!r})"
+        )
+    return _PACKABLE[backend]
 
 
 class AnnealerConfig(BaseModel):
@@ -145,10 +192,12 @@ class AnnealerConfig(BaseModel):
     max_qpu_calls: int | None = Field(None, gt=0)
     dask: DaskConfig = Field(default_factory=DaskConfig)
 
+    _split: tuple[str, dict[str, Any], dict[str, Any]] = PrivateAttr()
+
     @property
     def sampler_backend(self) -> str:
         """The registry name that solves: ``backend``, or its packed twin when ``pack``."""
-        return _PACKABLE.get(self.backend, self.backend) if self.pack else self.backend
+        return self._split[0]
 
     @field_validator("backend")
     @classmethod
@@ -161,13 +210,13 @@ class AnnealerConfig(BaseModel):
     @field_validator("scheduler")
     @classmethod
     def _scheduler(cls, value: str) -> str:
-        from qsgd.distributed import check_scheduler
+        from qsgd.distributed.settings import check_scheduler
 
         return check_scheduler(value)  # ConfigError (a ValueError) shows the accepted forms
 
     @model_validator(mode="after")
     def _one_cluster(self) -> AnnealerConfig:
-        from qsgd.distributed import check_target
+        from qsgd.distributed.settings import check_target
 
         check_target(self.scheduler, self.dask.scheduler_file)  # not both
         return self
@@ -194,23 +243,10 @@ class AnnealerConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _pack_needs_a_qpu(self) -> AnnealerConfig:
-        if self.pack and self.sampler_backend not in _QPU_BACKENDS:
-            raise ValueError(
-                "pack = true needs backend 'dwave' or 'mock-dwave' (several problems per QPU "
-                f"call) (got backend={self.backend!r})"
-            )
-        return self
-
-    @model_validator(mode="after")
     def _options_fit_backend(self) -> AnnealerConfig:
-        init, run = backend_options(self.sampler_backend)
-        for key in self.options:
-            if key not in init and key not in run:
-                raise ValueError(
-                    f"unknown option {key!r} for backend {self.backend!r}; "
-                    f"accepted options: {', '.join(sorted(init | run))}"
-                )
+        solver = packed_name(self.backend, self.pack)
+        init, run = split_options(solver, self.options)
+        self._split = (solver, init, run)  # validated once, here; the helpers below only read it
         return self
 
     # ------------------------------------------------------------------ helpers
@@ -220,39 +256,46 @@ class AnnealerConfig(BaseModel):
         out = {
             k: getattr(self, k) for k in _RUN_FIELDS if k in run and getattr(self, k) is not None
         }
-        out.update({k: v for k, v in self.options.items() if k in run})
+        out.update(self._split[2])
         return out
 
     def sampler_options(self) -> dict[str, Any]:
         """Keywords for ``get_sampler``: constructor options from ``options`` (and ``fallback``)."""
-        init, run = backend_options(self.sampler_backend)
+        init, _ = backend_options(self.sampler_backend)
         out = {
             k: getattr(self, k) for k in _INIT_FIELDS if k in init and getattr(self, k) is not None
         }
-        out.update({k: v for k, v in self.options.items() if k in init and k not in run})
+        out.update(self._split[1])
         return out
 
-    def make_sampler(self) -> dimod.Sampler:
-        """``get_sampler(self.sampler_backend, **self.sampler_options())``.
+    def composites(self) -> list[tuple[str, dict[str, Any]]]:
+        """The registered composites this table selects, innermost first, with their options.
 
-        With a ``scheduler`` other than ``"local"`` (or a ``dask.scheduler_file``) the sampler,
-        with the ``dask`` table's chunk size, timeouts and TLS files, is wrapped in a
-        :class:`qsgd.distributed.DistributedSampler`, whose ``sample_batch`` solves each batch in
-        chunks on the Dask cluster (started or connected on the first solve).
+        ``scheduler`` other than ``"local"`` (or a ``dask.scheduler_file``) selects ``"dask"``
+        with the ``dask`` table's chunk size, timeouts and TLS files. (``pack`` selects the
+        backend's packed twin, the ``"pack"`` composite around it: see :attr:`sampler_backend`.)
         """
-        from qsgd.samplers.registry import get_sampler
+        if self.scheduler == "local" and self.dask.scheduler_file is None:
+            return []
+        opts = {"scheduler": self.scheduler, "chunk_size": self.dask.chunk_size}
+        return [("dask", {**opts, **self.dask.engine_options()})]
 
-        if self.scheduler != "local" or self.dask.scheduler_file is not None:
-            from qsgd.distributed import DistributedSampler, SamplerSpec
+    def make_sampler(self) -> dimod.Sampler:
+        """The sampler this table describes: the backend inside its :meth:`composites`.
 
-            spec = SamplerSpec(self.sampler_backend, self.sampler_options())
-            return DistributedSampler(
-                spec,
-                scheduler=self.scheduler,
-                chunk_size=self.dask.chunk_size,
-                **self.dask.engine_options(),
-            )
-        return get_sampler(self.sampler_backend, **self.sampler_options())
+        ``get_sampler(self.sampler_backend, **self.sampler_options())``, wrapped by
+        :func:`qsgd.samplers.registry.compose`. The ``"dask"`` composite ships the backend's name
+        and options to the workers, which build it there; the cluster is started or connected
+        on the first solve.
+        """
+        from qsgd.samplers.registry import compose, get_sampler
+
+        stack = self.composites()
+        if stack and stack[0][0] == "dask":  # workers build the backend from its name
+            from qsgd.distributed.solve import SamplerSpec
+
+            return compose(SamplerSpec(self.sampler_backend, self.sampler_options()), stack)
+        return compose(get_sampler(self.sampler_backend, **self.sampler_options()), stack)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, path: str = "annealer") -> AnnealerConfig:

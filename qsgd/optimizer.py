@@ -158,18 +158,22 @@ class _QPUUse:
 def _resolve_backend(
     backend: Any, backend_options: Mapping[str, Any] | None
 ) -> tuple[str, Any, dict[str, Any], int | None, int | None]:
-    """Sampler and run options from a backend name + options, or from an ``AnnealerConfig``.
+    """Sampler and run options from a backend name + options, an ``AnnealerConfig`` or a sampler.
 
-    Options are split as :meth:`qsgd.config.AnnealerConfig.sampler_options` does: keys the
-    backend's constructor accepts go to :func:`get_sampler`, the other run options (its dimod
-    ``parameters``) go to every :func:`solve_batch` call. ``seed`` is not an option here: the
-    optimiser derives one seed per step and layer from its own ``seed``.
+    A name's options are split by :func:`qsgd.config.split_options` (the one option check, as
+    for a config): constructor options go to :func:`get_sampler`, run options (the sampler's
+    dimod ``parameters``) to every :func:`solve_batch` call. A ready sampler (e.g.
+    ``compose(get_sampler("neal"), ["dask"])``) takes ``backend_options`` as run options.
+    ``seed`` is not an option here: the optimiser derives one seed per step and layer from its
+    own ``seed``.
 
     Returns:
         ``(name, sampler, run_options, config_seed, config_max_block_vars)``.
     """
-    from qsgd.config import AnnealerConfig
-    from qsgd.config import backend_options as accepted_options
+    import dimod
+
+    from qsgd.config import AnnealerConfig, packed_name, split_options
+    from qsgd.samplers.base import backend_label, check_options
 
     if backend_options is not None and not isinstance(backend_options, Mapping):
         raise TypeError(f"backend_options must be a mapping or None (got {backend_options!r})")
@@ -188,37 +192,24 @@ def _resolve_backend(
             backend.seed,
             backend.max_block_vars,
         )
-    if not isinstance(backend, str):
-        raise TypeError(
-            f"backend must be a backend name (str) or an AnnealerConfig (got {type(backend).__name__})"
-        )
-    pack = extra.pop("pack", False)
-    if not isinstance(pack, bool):
-        raise ConfigError(f"backend_options['pack'] must be a bool (got {pack!r})")
-    if pack:  # several problems per QPU call: the backend's packed twin
-        from qsgd.config import _PACKABLE
-
-        if backend not in _PACKABLE and not backend.endswith("-packed"):
-            raise ConfigError(
-                "backend_options['pack'] = True needs backend 'dwave' or 'mock-dwave' "
-                f"(got backend={backend!r})"
-            )
-        backend = _PACKABLE.get(backend, backend)
-    init, run_keys = accepted_options(backend)  # UnknownBackendError lists the known names
     if "seed" in extra:
         raise ConfigError(
             "backend_options must not contain 'seed' (got seed="
             f"{extra['seed']!r}): pass QPSBGD(seed=...), which seeds every step and layer"
         )
-    unknown = sorted(set(extra) - init - run_keys)
-    if unknown:
-        raise ConfigError(
-            f"unknown option {unknown[0]!r} for backend {backend!r}; "
-            f"accepted options: {', '.join(sorted((init | run_keys) - {'seed'}))}"
+    if isinstance(backend, dimod.Sampler):
+        name = backend_label(backend)
+        check_options(extra, backend.parameters, backend=name, kind="run option")
+        return name, backend, extra, None, None
+    if not isinstance(backend, str):
+        raise TypeError(
+            "backend must be a backend name (str), an AnnealerConfig or a dimod.Sampler "
+            f"(got {type(backend).__name__})"
         )
-    sampler_opts = {k: v for k, v in extra.items() if k in init}
-    run = {k: v for k, v in extra.items() if k not in init}
-    return backend, get_sampler(backend, **sampler_opts), run, None, None
+    pack = extra.pop("pack", False)
+    backend = packed_name(backend, pack, key="backend_options['pack']", true="True")
+    init, run = split_options(backend, extra)
+    return backend, get_sampler(backend, **init), run, None, None
 
 
 #: Layers with ``rows * fan_in**2`` at least this large keep their Gram between steps while their

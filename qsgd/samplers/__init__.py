@@ -5,7 +5,7 @@ Example:
     >>> sampler = get_sampler("neal")          # or "exact", "tabu", "batched", "mock-dwave", ...
 """
 
-from qsgd.samplers.base import BatchResult
+from qsgd.samplers.base import BatchResult, Sampler
 from qsgd.samplers.registry import (
     available_backends,
     get_sampler,
@@ -13,4 +13,4 @@ from qsgd.samplers.registry import (
     solve_batch,
 )
 
-__all__ = ["BatchResult", "available_backends", "get_sampler", "register_backend", "solve_batch"]
+__all__ = ["BatchResult", "Sampler", "available_backends", "get_sampler", "register_backend", "solve_batch"]

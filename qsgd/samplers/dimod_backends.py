@@ -1,8 +1,9 @@
 """Thin wrappers over dimod / dwave-samplers samplers that add good defaults.
 
-Each wrapper is a ``dimod.Sampler`` whose ``parameters`` are its child's. Its constructor takes
-default run settings (checked against ``parameters``); keywords given to ``sample`` win. Every
-returned ``SampleSet.info`` names the backend that solved it in ``info["solved_by"]``.
+Each wrapper is a :class:`qsgd.samplers.base.Sampler` whose ``parameters`` are its child's. Its
+constructor takes structure only (``"exact"``: ``max_variables``); every run setting is a keyword
+of ``sample``, and the wrapper's built-in defaults (:attr:`run_defaults`) fill what is not given.
+Every returned ``SampleSet.info`` names the backend that solved it in ``info["solved_by"]``.
 Unlike plain dimod samplers, an unknown ``sample`` keyword raises :class:`~qsgd.errors.ConfigError`
 instead of being dropped with a warning, so a typo in a config never goes unnoticed.
 
@@ -19,7 +20,8 @@ import dimod
 import numpy as np
 
 from qsgd.checks import positive_int
-from qsgd.errors import ConfigError, ProblemTooLargeError
+from qsgd.errors import ProblemTooLargeError
+from qsgd.samplers.base import Sampler, check_options
 
 __all__ = [
     "ising_beta_range",
@@ -75,16 +77,18 @@ def ising_beta_range(bqm: dimod.BinaryQuadraticModel) -> tuple[float, float]:
     return (hot, max(cold, 10.0 * hot))
 
 
-class _DefaultsSampler(dimod.Sampler):
-    """A wrapper with validated default run settings and strict keyword checking."""
+class _DefaultsSampler(Sampler):
+    """A wrapper over a dwave-samplers/dimod child with built-in run defaults and strict keywords."""
 
     _child: dimod.Sampler
     backend_name: str = "?"
-    _init_keys: tuple[str, ...] = ()
+    #: Run settings used when ``sample`` is not given them.
+    run_defaults: dict[str, Any] = {}
 
-    def __init__(self, **defaults: Any) -> None:
-        self._check(defaults, where="option")
-        self.defaults: dict[str, Any] = dict(defaults)
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The built-in run settings (a copy of :attr:`run_defaults`)."""
+        return dict(self.run_defaults)
 
     @property
     def parameters(self) -> dict[str, list]:
@@ -92,26 +96,14 @@ class _DefaultsSampler(dimod.Sampler):
 
     @property
     def properties(self) -> dict[str, Any]:
-        return {"child_properties": dict(self._child.properties), "defaults": dict(self.defaults)}
-
-    @property
-    def _label(self) -> str:
-        return self.backend_name
-
-    def _check(self, kwargs: dict[str, Any], where: str = "run option") -> None:
-        accepted = set(self.parameters) | (set(self._init_keys) if where == "option" else set())
-        unknown = sorted(set(kwargs) - accepted)
-        if unknown:
-            raise ConfigError(
-                f"unknown {where} {unknown[0]!r} for backend {self._label!r}; "
-                f"accepted options: {', '.join(sorted(accepted))}"
-            )
-        _check_positive_int("num_reads", kwargs.get("num_reads"))
-        _check_positive_int("num_sweeps", kwargs.get("num_sweeps"))
+        return {"child_properties": dict(self._child.properties), "defaults": self.defaults}
 
     def _merged(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        self._check(kwargs)
-        return {**self.defaults, **kwargs}
+        """``run_defaults`` updated with ``kwargs``, after checking the names and counts."""
+        check_options(kwargs, self.parameters, backend=self.backend_name, kind="run option")
+        _check_positive_int("num_reads", kwargs.get("num_reads"))
+        _check_positive_int("num_sweeps", kwargs.get("num_sweeps"))
+        return {**self.run_defaults, **kwargs}
 
     def _stamp(self, ss: dimod.SampleSet) -> dimod.SampleSet:
         """Record which backend solved it: ``ss.info["solved_by"]`` (the registry name)."""
@@ -123,16 +115,14 @@ class _DefaultsSampler(dimod.Sampler):
         return self._stamp(self._child.sample(bqm, **self._merged(kwargs)))
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.defaults.items())
-        return f"{type(self).__name__}({args})"
+        return f"{type(self).__name__}()"
 
 
 class NealBackend(_DefaultsSampler):
     """``"neal"``: dwave-samplers ``SimulatedAnnealingSampler`` with problem-scaled ``beta_range``.
 
-    Args:
-        **defaults: Default run settings (any of ``parameters``); built-in defaults are
-            ``num_reads=10`` and ``num_sweeps=100``.
+    Run settings: any of ``parameters`` (dwave-samplers' ``SimulatedAnnealingSampler``);
+    built-in defaults ``num_reads=10`` and ``num_sweeps=100``.
 
     Example:
         >>> bqm = dimod.BQM({0: 1.0, 1: -1.0}, {(0, 1): 0.5}, 0.0, "SPIN")
@@ -141,12 +131,12 @@ class NealBackend(_DefaultsSampler):
     """
 
     backend_name = "neal"
+    run_defaults = {"num_reads": 10, "num_sweeps": 100}
 
-    def __init__(self, **defaults: Any) -> None:
+    def __init__(self) -> None:
         from dwave.samplers import SimulatedAnnealingSampler
 
         self._child = SimulatedAnnealingSampler()
-        super().__init__(**{"num_reads": 10, "num_sweeps": 100, **defaults})
 
     def sample(self, bqm: dimod.BinaryQuadraticModel, **kwargs: Any) -> dimod.SampleSet:
         """Anneal ``bqm``; ``beta_range`` is computed by :func:`ising_beta_range` unless given."""
@@ -167,20 +157,20 @@ class ExactBackend(_DefaultsSampler):
 
     Args:
         max_variables: Refuse larger problems (default 24).
-        **defaults: Default run settings (``num_reads``, ``seed``; the seed is accepted and unused).
+
+    Run settings: ``num_reads`` (default 1) and ``seed`` (accepted and unused).
 
     Raises:
         ProblemTooLargeError: from :meth:`sample` when the problem has more than ``max_variables``.
     """
 
     backend_name = "exact"
-    _init_keys = ("max_variables",)
+    run_defaults = {"num_reads": 1}
 
-    def __init__(self, max_variables: int = EXACT_MAX_VARIABLES, **defaults: Any) -> None:
+    def __init__(self, max_variables: int = EXACT_MAX_VARIABLES) -> None:
         _check_positive_int("max_variables", max_variables)
         self._child = dimod.ExactSolver()
         self.max_variables = int(max_variables)
-        super().__init__(**{"num_reads": 1, **defaults})
 
     @property
     def parameters(self) -> dict[str, list]:
@@ -207,32 +197,30 @@ class ExactBackend(_DefaultsSampler):
 class SteepestBackend(_DefaultsSampler):
     """``"steepest"``: dwave-samplers ``SteepestDescentSolver`` from random starts.
 
-    Args:
-        **defaults: Default run settings; built-in default ``num_reads=10``.
+    Run settings: any of ``parameters``; built-in default ``num_reads=10``.
     """
 
     backend_name = "steepest"
+    run_defaults = {"num_reads": 10}
 
-    def __init__(self, **defaults: Any) -> None:
+    def __init__(self) -> None:
         from dwave.samplers import SteepestDescentSolver
 
         self._child = SteepestDescentSolver()
-        super().__init__(**{"num_reads": 10, **defaults})
 
 
 class TabuBackend(_DefaultsSampler):
     """``"tabu"``: dwave-samplers ``TabuSampler``.
 
-    Args:
-        **defaults: Default run settings; built-in defaults ``num_reads=10``, ``num_restarts=1``
-            and ``timeout=1000`` (ms per read, a safety cap). Bounding the restarts rather than the
-            time makes a seeded run reproducible and fast (the library stops on a 100 ms timer).
+    Run settings: any of ``parameters``; built-in defaults ``num_reads=10``, ``num_restarts=1``
+    and ``timeout=1000`` (ms per read, a safety cap). Bounding the restarts rather than the time
+    makes a seeded run reproducible and fast (the library stops on a 100 ms timer).
     """
 
     backend_name = "tabu"
+    run_defaults = {"num_reads": 10, "num_restarts": 1, "timeout": 1000}
 
-    def __init__(self, **defaults: Any) -> None:
+    def __init__(self) -> None:
         from dwave.samplers import TabuSampler
 
         self._child = TabuSampler()
-        super().__init__(**{"num_reads": 10, "num_restarts": 1, "timeout": 1000, **defaults})

@@ -54,19 +54,15 @@ import numpy as np
 
 from qsgd.errors import BackendError, ConfigError, ProblemTooLargeError
 from qsgd.ising import IsingBatch, to_bqm
-from qsgd.samplers.base import BatchResult
-from qsgd.samplers.dwave import _PACKS as _PACK_STORE
-from qsgd.samplers.dwave import (
-    DWaveBackend,
-    MockDWaveBackend,
-    QPUBackend,
-    _describe,
-    _service_error,
+from qsgd.samplers.base import BatchResult, Sampler
+from qsgd.samplers.dwave import DWaveBackend, MockDWaveBackend, QPUBackend
+from qsgd.samplers.embedding import _PACKS as _PACK_STORE
+from qsgd.samplers.embedding import clear_embedding_cache, embedding_pack, graph_key_of
+from qsgd.samplers.qpu_failures import (
     classify_qpu_failure,
-    clear_embedding_cache,
-    embedding_pack,
-    graph_key_of,
+    describe_failure,
     qpu_access_seconds,
+    service_error,
 )
 from qsgd.samplers.registry import solve_batch
 
@@ -162,8 +158,11 @@ def _symmetric_bound(rng: Any, default: float) -> float:
     return bound if bound > 0 else default
 
 
-class PackedQPUSampler(dimod.Sampler):
-    """Solve a batch of problems with several problems per call of a QPU backend.
+class PackedQPUSampler(Sampler, dimod.ComposedSampler):
+    """Composite: solve a batch of problems with several problems per call of a QPU backend.
+
+    Registered as the composite ``"pack"`` (:func:`qsgd.samplers.registry.compose`); its one
+    child is the QPU backend.
 
     Args:
         backend: A :class:`~qsgd.samplers.dwave.QPUBackend` (``"dwave"`` or ``"mock-dwave"``)
@@ -190,6 +189,10 @@ class PackedQPUSampler(dimod.Sampler):
         self.backend = backend
         self.problems_per_call = problems_per_call
         self.backend_name = f"{backend.label}-packed"
+
+    @property
+    def children(self) -> list[dimod.Sampler]:
+        return [self.backend]
 
     @property
     def parameters(self) -> dict[str, list]:
@@ -325,22 +328,7 @@ class PackedQPUSampler(dimod.Sampler):
         starts = list(range(0, m, k))
         seeds = [seed] if len(starts) == 1 else problem_seeds(seed, len(starts))
         seeded = "seed" in self.backend.parameters
-        iu, ju = np.triu_indices(n, k=1)
-        jv = batch.J[iu, ju]
-        keep = jv != 0
-        iu, ju, jv = iu[keep], ju[keep], jv[keep]
-        # qubit -> (problem slot, variable): owner arrays for scaling, the coupler check, unembedding
-        max_q = 1 + max(q for e in embs for chain in e.values() for q in chain)
-        slot_of = np.full(max_q, -1, dtype=np.int64)
-        var_of = np.full(max_q, -1, dtype=np.int64)
-        for j, e in enumerate(embs):
-            for v, chain in e.items():
-                idx = np.asarray(chain, dtype=np.int64)
-                if np.any(slot_of[idx] >= 0):
-                    raise BackendError("packed embeddings overlap: a qubit is in two chains")
-                slot_of[idx] = j
-                var_of[idx] = v
-        embedding = None
+        slot_of, var_of = _owners(embs)
         pending: list[tuple[np.ndarray, Any]] = []
         max_qubits = 0
         t_submit = time.perf_counter()
@@ -348,17 +336,7 @@ class PackedQPUSampler(dimod.Sampler):
             for c, start in enumerate(starts):  # submit every call first ...
                 idx = np.arange(start, min(start + k, m))
                 kk = len(idx)
-                shift = (n * np.arange(kk))[:, None]
-                source = dimod.BinaryQuadraticModel.from_numpy_vectors(
-                    batch.h[idx].ravel(),
-                    (
-                        (iu[None, :] + shift).ravel(),
-                        (ju[None, :] + shift).ravel(),
-                        np.tile(jv, kk),
-                    ),
-                    0.0,
-                    dimod.SPIN,
-                )
+                source = _joint_bqm(batch, idx)
                 embedding = {j * n + v: chain for j in range(kk) for v, chain in embs[j].items()}
                 target = embed_bqm(source, embedding, child.adjacency, chain_strength=cs)
                 target = _scale_per_problem(target, slot_of, kk, h_bound, j_bound)
@@ -383,8 +361,8 @@ class PackedQPUSampler(dimod.Sampler):
             kind = found[0]
             if kind != "connection" or self.backend.fallback is None:
                 hint = self.backend._connection_hint() if kind == "connection" else ""
-                raise _service_error(self.backend.label, kind, exc, hint) from exc
-            self.backend._switch_to_fallback(_describe(exc))
+                raise service_error(self.backend.label, kind, exc, hint) from exc
+            self.backend._switch_to_fallback(describe_failure(exc))
             return self._fallback_batch(batch, kw, seed)
         t_done = time.perf_counter()
         energies = batch.energies(samples)
@@ -407,6 +385,41 @@ class PackedQPUSampler(dimod.Sampler):
             "wall_time": time.perf_counter() - t0,
         }
         return BatchResult(samples=samples, energies=energies, info=info)
+
+
+def _owners(embs: list[Embedding]) -> tuple[np.ndarray, np.ndarray]:
+    """Qubit -> problem slot and qubit -> variable (``-1``: unused), for scaling and unembedding.
+
+    Raises:
+        BackendError: two embeddings share a qubit.
+    """
+    max_q = 1 + max(q for e in embs for chain in e.values() for q in chain)
+    slot_of = np.full(max_q, -1, dtype=np.int64)
+    var_of = np.full(max_q, -1, dtype=np.int64)
+    for j, e in enumerate(embs):  # one entry per chain, not per sample
+        for v, chain in e.items():
+            idx = np.asarray(chain, dtype=np.int64)
+            if np.any(slot_of[idx] >= 0):
+                raise BackendError("packed embeddings overlap: a qubit is in two chains")
+            slot_of[idx] = j
+            var_of[idx] = v
+    return slot_of, var_of
+
+
+def _joint_bqm(batch: IsingBatch, idx: np.ndarray) -> dimod.BinaryQuadraticModel:
+    """Problems ``idx`` of ``batch`` as one SPIN BQM, problem ``j`` on variables ``j*n .. j*n+n-1``."""
+    n, kk = batch.num_variables, len(idx)
+    iu, ju = np.triu_indices(n, k=1)
+    jv = batch.J[iu, ju]
+    keep = jv != 0
+    iu, ju, jv = iu[keep], ju[keep], jv[keep]
+    shift = (n * np.arange(kk))[:, None]
+    return dimod.BinaryQuadraticModel.from_numpy_vectors(
+        batch.h[idx].ravel(),
+        ((iu[None, :] + shift).ravel(), (ju[None, :] + shift).ravel(), np.tile(jv, kk)),
+        0.0,
+        dimod.SPIN,
+    )
 
 
 def _scale_per_problem(

@@ -6,11 +6,11 @@ Nothing else in qsgd chooses a backend with ``if``/``elif``: callers do::
     sampler = get_sampler("neal", num_sweeps=200)     # constructor options / default run settings
     result = solve_batch(sampler, batch, num_reads=20, seed=0)
 
-:func:`solve_batch` calls ``sampler.sample_batch`` when the sampler has one (the ``batched``
-annealer solves a whole layer at once); otherwise it solves problem ``k`` of the batch with
-``sampler.sample(to_bqm(batch, k), ...)``, puts the samples in variable order ``0..n-1``,
-recomputes the energies from the :class:`~qsgd.ising.IsingBatch` and sorts each problem's reads
-by energy.
+:func:`solve_batch` calls ``sampler.sample_batch`` (every qsgd backend is a
+:class:`qsgd.samplers.base.Sampler`, whose default ``sample_batch`` solves problem ``k`` with
+``sampler.sample(to_bqm(batch, k), ...)``; the ``batched`` annealer solves a whole layer at once;
+a plain dimod sampler gets the same loop), recomputes the energies from the
+:class:`~qsgd.ising.IsingBatch` and sorts each problem's reads by energy.
 
 Provenance: every result says which backend actually solved it. A ``SampleSet`` carries
 ``info["solved_by"]`` (the registry name, or a QPU backend's fallback when the fallback solved
@@ -35,9 +35,17 @@ from typing import Any
 import dimod
 import numpy as np
 
-from qsgd.errors import BackendError, BackendUnavailableError, ConfigError, UnknownBackendError
-from qsgd.ising import IsingBatch, to_bqm
-from qsgd.samplers.base import BatchResult
+from qsgd.errors import BackendUnavailableError, ConfigError, UnknownBackendError
+from qsgd.ising import IsingBatch
+from qsgd.samplers.base import (
+    SUMMED_INFO_KEYS,
+    BatchResult,
+    Sampler,
+    backend_label,
+    check_options,
+    problem_seeds,
+    solve_each,
+)
 
 __all__ = [
     "BackendSpec",
@@ -46,10 +54,16 @@ __all__ = [
     "backend_spec",
     "get_sampler",
     "accepted_run_options",
+    "run_option_names",
+    "register_composite",
+    "available_composites",
+    "compose",
     "check_run_options",
     "problem_seeds",
     "solve_batch",
+    "solve_each",
     "solved_by_counts",
+    "SUMMED_INFO_KEYS",
 ]
 
 Factory = Callable[..., dimod.Sampler]
@@ -190,9 +204,10 @@ def get_sampler(name: str, **options: Any) -> dimod.Sampler:
 
     Args:
         name: A name from :func:`available_backends`.
-        **options: Constructor options of the backend. For the qsgd wrappers these include
-            default run settings (e.g. ``num_sweeps`` for ``"neal"``) checked against the
-            sampler's ``parameters``.
+        **options: Constructor options of the backend: structure only (``"exact"``:
+            ``max_variables``; QPU backends: solver, timeouts, fallback, ...). Run settings
+            (``num_reads``, ``num_sweeps``, ``seed``, ...) are keywords of ``sample`` /
+            :func:`solve_batch`, never constructor options.
 
     Returns:
         A ``dimod.Sampler``; its ``info``-friendly name is stored as ``sampler.backend_name``
@@ -201,28 +216,124 @@ def get_sampler(name: str, **options: Any) -> dimod.Sampler:
     Raises:
         UnknownBackendError: unknown ``name`` (lists the known names).
         BackendUnavailableError: the backend's optional dependency is missing.
-        ConfigError: an option the backend does not accept (names it and the accepted ones).
+        ConfigError: an option the backend does not accept (names it and the accepted ones; a
+            run setting is named as one).
 
     Example:
-        >>> sampler = get_sampler("neal", num_sweeps=50)
+        >>> sampler = get_sampler("neal")
         >>> "num_sweeps" in sampler.parameters
         True
+        >>> get_sampler("neal", num_sweeps=50)
+        Traceback (most recent call last):
+        ...
+        qsgd.errors.ConfigError: 'num_sweeps' is a run setting of backend 'neal': pass it to sample() or solve_batch() (annealer.num_sweeps or annealer.options in a config), not to get_sampler()
     """
     spec = backend_spec(name)
     factory = spec.resolve()
     names, var_kw = _accepted_kwargs(factory)
     if names is not None and not var_kw:
         unknown = sorted(set(options) - names)
-        if unknown:
+        if unknown and unknown[0] in run_option_names(factory):
             raise ConfigError(
-                f"unknown option {unknown[0]!r} for backend {name!r}; "
-                f"accepted options: {', '.join(sorted(names)) or '(none)'}"
+                f"{unknown[0]!r} is a run setting of backend {name!r}: pass it to sample() or "
+                f"solve_batch() (annealer.{unknown[0]} or annealer.options in a config), "
+                "not to get_sampler()"
             )
+        check_options(options, names, backend=name)
     sampler = factory(**options)
     try:
         sampler.backend_name = name
     except AttributeError:  # pragma: no cover - objects with __slots__
         pass
+    return sampler
+
+
+def run_option_names(factory: Factory) -> set[str]:
+    """Run options (``sample`` keywords) of the samplers ``factory`` builds.
+
+    Read from a class attribute ``_run_keys`` when the factory has one (QPU backends: nothing
+    is constructed, no network), otherwise from a default-constructed instance's ``parameters``.
+    """
+    run_keys = getattr(factory, "_run_keys", None)
+    if run_keys is not None:
+        return set(run_keys)
+    return set(getattr(factory(), "parameters", None) or {})
+
+
+_COMPOSITES: dict[str, BackendSpec] = {}
+
+
+def register_composite(
+    name: str,
+    factory: Factory | str,
+    *,
+    description: str = "",
+    extra: str | None = None,
+    requires: tuple[str, ...] = (),
+    overwrite: bool = False,
+) -> None:
+    """Register a composite under ``name``: ``factory(child, **options)`` wraps any sampler.
+
+    Arguments as for :func:`register_backend`; the factory's first argument is the child.
+
+    Raises:
+        ConfigError: bad name or factory, or name already registered.
+    """
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"composite name must be a non-empty str (got {name!r})")
+    if not (callable(factory) or (isinstance(factory, str) and ":" in factory)):
+        raise ConfigError(
+            f"factory for composite {name!r} must be a callable or an import path "
+            f"'module:attr' (got {factory!r})"
+        )
+    if name in _COMPOSITES and not overwrite:
+        raise ConfigError(
+            f"composite {name!r} is already registered; pass overwrite=True to replace it"
+        )
+    _COMPOSITES[name] = BackendSpec(name, factory, description, extra, tuple(requires))
+
+
+def available_composites() -> list[str]:
+    """Names of all registered composites (``"pack"``, ``"dask"``, ``"blockwise"``, ...)."""
+    return list(_COMPOSITES)
+
+
+def compose(
+    sampler: Any, composites: Sequence[str | tuple[str, Mapping[str, Any]]] = ()
+) -> dimod.Sampler:
+    """Wrap ``sampler`` in registered composites, innermost first.
+
+    Args:
+        sampler: The child of the first composite (a sampler; the ``"dask"`` composite also
+            takes a :class:`~qsgd.distributed.solve.SamplerSpec` that workers build).
+        composites: Names, or ``(name, options)`` pairs; ``options`` are the composite's
+            constructor keywords, checked by the one option check.
+
+    Returns:
+        The outermost composite (``sampler`` itself when ``composites`` is empty).
+
+    Raises:
+        UnknownBackendError: an unknown composite (lists the known ones).
+        ConfigError: an option the composite does not accept.
+
+    Example:
+        >>> inner = get_sampler("exact")
+        >>> outer = compose(inner, [("blockwise", {"max_block_vars": 4})])
+        >>> outer.children[0] is inner
+        True
+    """
+    for entry in composites:
+        name, options = (entry, {}) if isinstance(entry, str) else entry
+        spec = _COMPOSITES.get(name) if isinstance(name, str) else None
+        if spec is None:
+            raise UnknownBackendError(
+                f"unknown composite {name!r}; known composites: {', '.join(_COMPOSITES)}"
+            )
+        factory = spec.resolve()
+        names, var_kw = _accepted_kwargs(factory)
+        if names is not None and not var_kw:
+            check_options(options, names - {"child", "inner", "backend"}, backend=name)
+        sampler = factory(sampler, **dict(options))
     return sampler
 
 
@@ -238,72 +349,21 @@ def check_run_options(sampler: dimod.Sampler, run_options: Mapping[str, Any]) ->
     Raises:
         ConfigError: names the unknown option, the backend and its accepted options.
     """
-    accepted = accepted_run_options(sampler)
-    unknown = sorted(set(run_options) - accepted)
-    if unknown:
-        raise ConfigError(
-            f"unknown run option {unknown[0]!r} for backend {_name_of(sampler)!r}; "
-            f"accepted options: {', '.join(sorted(accepted)) or '(none)'}"
-        )
-
-
-def problem_seeds(seed: int | None, m: int) -> list[int | None]:
-    """Per-problem seeds derived from one batch seed (``None`` stays ``None``).
-
-    Problem ``k`` gets ``SeedSequence(seed).spawn(m)[k].generate_state(1)[0] >> 1`` (31 bits: every
-    dimod sampler here accepts it).
-
-    Raises:
-        ConfigError: ``seed`` is not a non-negative int.
-    """
-    if seed is None:
-        return [None] * m
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative int or None (got {seed!r})")
-    children = np.random.SeedSequence(int(seed)).spawn(m)
-    return [int(c.generate_state(1, dtype=np.uint32)[0] >> 1) for c in children]
+    check_options(
+        run_options, accepted_run_options(sampler), backend=_name_of(sampler), kind="run option"
+    )
 
 
 def _name_of(sampler: Any) -> str:
-    return str(getattr(sampler, "backend_name", None) or type(sampler).__name__)
-
-
-def _sampleset_to_arrays(ss: dimod.SampleSet, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Samples in variable order ``0..n-1`` (int8, ``(reads, n)``) and reported energies.
-
-    Aggregated sample sets (``num_occurrences > 1``) are expanded so every read is a row.
-    """
-    order = list(range(n))
-    variables = ss.variables
-    if variables == order:
-        arr = ss.record.sample
-    else:
-        labels = np.asarray(list(variables))
-        ok = labels.dtype.kind in "iu" and len(labels) == n and set(variables) == set(order)
-        if not ok:
-            raise BackendError(
-                f"backend returned samples over variables {list(variables)[:5]}..., "
-                f"expected exactly 0..{n - 1}"
-            )
-        idx = np.empty(n, dtype=np.intp)
-        idx[labels] = np.arange(n)  # column of variable i
-        arr = ss.record.sample[:, idx]
-    counts = ss.record.num_occurrences
-    energies = ss.record.energy
-    if np.any(counts != 1):
-        arr = np.repeat(arr, counts, axis=0)
-        energies = np.repeat(energies, counts)
-    if ss.vartype is dimod.BINARY:
-        arr = 2 * arr - 1
-    return np.asarray(arr, dtype=np.int8), np.asarray(energies, dtype=np.float64)
+    return backend_label(sampler)
 
 
 def solve_batch(sampler: dimod.Sampler, batch: IsingBatch, **run_options: Any) -> BatchResult:
     """Solve all problems of ``batch`` with ``sampler``.
 
     Args:
-        sampler: Any ``dimod.Sampler``; if it has ``sample_batch(batch, **run_options)`` that is
-            called once, otherwise ``sampler.sample`` is called per problem.
+        sampler: A :class:`~qsgd.samplers.base.Sampler` (its ``sample_batch`` is called once)
+            or any other ``dimod.Sampler`` (its ``sample`` is called per problem).
         batch: ``m`` problems over ``n`` spins.
         **run_options: ``sample`` keywords (``num_reads``, ``num_sweeps``, ``seed``, ...); each must
             be in ``sampler.parameters``. ``seed`` seeds the whole batch (see module docstring).
@@ -331,19 +391,15 @@ def solve_batch(sampler: dimod.Sampler, batch: IsingBatch, **run_options: Any) -
     check_run_options(sampler, run_options)
     name = _name_of(sampler)
     t0 = time.perf_counter()
-    if hasattr(sampler, "sample_batch"):
+    if isinstance(sampler, Sampler):
         result = sampler.sample_batch(batch, **run_options)
-        samples = np.asarray(result.samples, dtype=np.int8)
-        energies = batch.energies(samples)
-        info = dict(result.info)
-        reported = np.asarray(result.energies, dtype=np.float64)
-        info["reported_energy_max_abs_error"] = float(np.max(np.abs(reported - energies)))
-    else:
-        opts = dict(run_options)
-        seeds = problem_seeds(opts.pop("seed", None), batch.num_problems)
-        samples, reported, info = solve_each(sampler, batch, seeds, opts)
-        energies = batch.energies(samples)
-        info["reported_energy_max_abs_error"] = float(np.max(np.abs(reported - energies)))
+    else:  # a plain dimod sampler: the base class's loop over its sample method
+        result = Sampler.sample_batch(sampler, batch, **run_options)
+    samples = np.asarray(result.samples, dtype=np.int8)
+    energies = batch.energies(samples)
+    info = dict(result.info)
+    reported = np.asarray(result.energies, dtype=np.float64)
+    info["reported_energy_max_abs_error"] = float(np.max(np.abs(reported - energies)))
     if samples.shape[1] > 1:  # one read per problem: nothing to sort
         order = np.argsort(energies, axis=1, kind="stable")
         samples = np.take_along_axis(samples, order[:, :, None], axis=1)
@@ -355,33 +411,6 @@ def solve_batch(sampler: dimod.Sampler, batch: IsingBatch, **run_options: Any) -
     info["wall_time"] = time.perf_counter() - t0
     info["num_reads"] = int(samples.shape[1])
     return BatchResult(samples=samples, energies=energies, info=info)
-
-
-def solve_each(
-    sampler: dimod.Sampler, batch: IsingBatch, seeds: Sequence[int | None], opts: Mapping[str, Any]
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """One ``sample`` call per problem of ``batch`` with the given per-problem seeds.
-
-    Returns the samples ``(m, reads, n)`` int8 in variable order, the energies the backend
-    reported ``(m, reads)`` (unsorted), and the merged ``SampleSet.info``. A problem that came
-    back with fewer reads than the others is padded by repeating its first read.
-    """
-    n = batch.num_variables
-    per_samples, per_reported, infos = [], [], []
-    for k in range(batch.num_problems):  # one call per problem; the arrays inside are whole-problem
-        kw = dict(opts)
-        if seeds[k] is not None:
-            kw["seed"] = seeds[k]
-        ss = sampler.sample(to_bqm(batch, k), **kw)
-        s, e = _sampleset_to_arrays(ss, n)
-        per_samples.append(s)
-        per_reported.append(e)
-        infos.append(ss.info)
-    info = _merge_infos(infos)
-    # one name per problem (a list of length m, so chunked solves concatenate it in order)
-    info["solved_by"] = [str(i.get("solved_by") or _name_of(sampler)) for i in infos]
-    info.pop("solved_by_counts", None)
-    return _stack_padded(per_samples), _stack_padded(per_reported), info
 
 
 def solved_by_counts(info: Mapping[str, Any], *, default: str, num_problems: int) -> dict[str, int]:
@@ -425,39 +454,6 @@ def solved_by_counts(info: Mapping[str, Any], *, default: str, num_problems: int
     else:
         add(default, num_problems)
     return counts
-
-
-def _stack_padded(rows: list[np.ndarray]) -> np.ndarray:
-    """Stack per-problem read arrays; shorter ones are padded by repeating their first read."""
-    r = max(len(x) for x in rows)
-    return np.stack(
-        [x if len(x) == r else np.concatenate([x, np.repeat(x[:1], r - len(x), 0)]) for x in rows]
-    )
-
-
-#: ``info`` keys that are totals over problems (summed when per-problem infos are merged).
-SUMMED_INFO_KEYS = ("qpu_calls", "qpu_access_time")
-
-
-def _merge_infos(infos: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """Combine per-problem ``SampleSet.info`` dicts: numbers are averaged, the rest listed.
-
-    Counts of QPU use (:data:`SUMMED_INFO_KEYS`: ``qpu_calls``, ``qpu_access_time``) are summed
-    instead, a problem without the key counting 0 (e.g. one solved by a fallback).
-    """
-    out: dict[str, Any] = {}
-    keys = {k for i in infos for k in i}
-    for key in sorted(keys, key=str):
-        vals = [i[key] for i in infos if key in i]
-        if key in SUMMED_INFO_KEYS:
-            out[key] = type(vals[0])(sum(vals)) if vals else 0
-        elif all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in vals):
-            out[key] = float(np.mean(vals))
-        elif key in ("embedding_context", "timing", "problem_id", "warnings"):
-            continue  # bulky per-call records; backends report summaries instead
-        else:
-            out[key] = vals[0] if all(v == vals[0] for v in vals[1:]) else vals
-    return out
 
 
 register_backend(
@@ -512,4 +508,28 @@ register_backend(
     description="the 'dwave-packed' code path over dwave-system's offline MockDWaveSampler",
     extra="dwave",
     requires=("dwave.system", "minorminer"),
+)
+register_backend(
+    "dwave-hybrid",
+    "qsgd.samplers.hybrid:LeapHybridBackend",
+    description="Leap's hybrid BQM solver, one call per problem, a batch's calls in flight at once",
+    extra="dwave",
+    requires=("dwave.system",),
+)
+register_composite(
+    "pack",
+    "qsgd.samplers.packing:PackedQPUSampler",
+    description="several problems per call of a QPU backend, all calls of a batch in flight",
+    extra="dwave",
+    requires=("dwave.system", "minorminer"),
+)
+register_composite(
+    "dask",
+    "qsgd.samplers.dask:DaskComposite",
+    description="a batch solved in chunk tasks on a Dask cluster",
+)
+register_composite(
+    "blockwise",
+    "qsgd.samplers.blockwise:BlockwiseComposite",
+    description="problems larger than max_block_vars solved block by block (block-coordinate descent)",
 )

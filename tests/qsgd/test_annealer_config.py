@@ -62,10 +62,15 @@ def test_make_sampler_and_run_options_solve_a_batch():
 
 def test_backend_options_introspection_needs_no_connection():
     init, run = backend_options("dwave")  # no network, no credentials
-    assert {"fallback", "chain_strength", "solver"} <= init
+    assert {"fallback", "solver", "timeout"} <= init
     assert run == {"num_reads", "chain_strength", "annealing_time"}
+    # constructors take structure only: no run setting is a constructor option
+    for name in ("neal", "exact", "tabu", "steepest", "dwave", "mock-dwave"):
+        init, run = backend_options(name)
+        assert not init & run, (name, init & run)
     init, run = backend_options("neal")
-    assert "num_sweeps" in run and "num_sweeps" in init
+    assert "num_sweeps" in run and not init
+    assert backend_options("exact")[0] == {"max_variables"}
 
 
 def test_from_toml_file_and_text(tmp_path):

@@ -345,7 +345,7 @@ def test_qpsbgd_with_scheduler_equals_local(engine, monkeypatch):
     import torch
     import torch.nn.functional as F
 
-    import qsgd.distributed as qd
+    import qsgd.distributed.engine as qd
     from bnn.models import BinaryMLP
     from qsgd.optimizer import QPSBGD
 

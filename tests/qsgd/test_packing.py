@@ -25,16 +25,12 @@ pytestmark = pytest.mark.timeout(180)
 @pytest.fixture(scope="module")
 def small_qpu():
     """Pegasus P4 mock (264 qubits) with simulated annealing on the embedded problem."""
-    return get_sampler(
-        "mock-dwave", topology_shape=[4], substitute="neal", num_sweeps=300, num_reads=8
-    )
+    return get_sampler("mock-dwave", topology_shape=[4], substitute="neal", num_sweeps=300)
 
 
 @pytest.fixture(scope="module")
 def p16_qpu():
-    return get_sampler(
-        "mock-dwave", topology_shape=[16], substitute="neal", num_sweeps=300, num_reads=10
-    )
+    return get_sampler("mock-dwave", topology_shape=[16], substitute="neal", num_sweeps=300)
 
 
 def layer_batch(seed: int, m: int, n: int, field: float = 1.0) -> IsingBatch:
@@ -79,20 +75,20 @@ def test_packed_samples_split_back_to_the_right_problem(small_qpu):
     # strong, distinct fields: the optimum of problem k is -sign(h_k); a mixed-up split fails
     b = layer_batch(0, m=7, n=6, field=5.0)
     packed = PackedQPUSampler(small_qpu, problems_per_call=3)
-    res = solve_batch(packed, b, seed=1)
+    res = solve_batch(packed, b, seed=1, num_reads=8)
     assert res.samples.shape == (7, 8, 6) and res.samples.dtype == np.int8
     np.testing.assert_array_equal(res.best, -np.sign(b.h).astype(np.int8))
     np.testing.assert_allclose(res.energies, b.energies(res.samples))
     assert res.info["calls"] == 3 and res.info["problems_per_call"] == 3
     assert res.info["chain_break_fractions"].shape == (7,)
-    again = solve_batch(packed, b, seed=1)
+    again = solve_batch(packed, b, seed=1, num_reads=8)
     np.testing.assert_array_equal(res.samples, again.samples)  # seeded mock: reproducible
 
 
 def test_packed_reaches_optimum_like_single_calls(small_qpu):
     b = layer_batch(1, m=6, n=8)
     exact = solve_batch(get_sampler("exact"), b)
-    packed = solve_batch(PackedQPUSampler(small_qpu), b, seed=2)
+    packed = solve_batch(PackedQPUSampler(small_qpu), b, seed=2, num_reads=8)
     assert packed.info["calls"] == calls_per_layer(6, packed.info["problems_per_call"])
     assert packed.info["problems_per_call"] >= 2
     np.testing.assert_allclose(packed.best_energy, exact.best_energy, atol=1e-9)
@@ -127,8 +123,8 @@ def test_p16_fits_four_fan_in_32_problems_with_no_more_chain_breaks(p16_qpu):
     embs = packed.embeddings(32, max_problems=4)
     assert len(embs) == 4  # the issue's target: >= 4 per-neuron problems per call at fan-in 32
     b = layer_batch(4, m=8, n=32)
-    res = solve_batch(packed, b, seed=0)
-    single = solve_batch(p16_qpu, b, seed=0)
+    res = solve_batch(packed, b, seed=0, num_reads=10)
+    single = solve_batch(p16_qpu, b, seed=0, num_reads=10)
     assert res.info["calls"] == 2
     assert res.info["chain_strength"] == pytest.approx(single.info["chain_strength"])
     # same chain strength and chain lengths: chain breaks no worse (up to sampling noise)
@@ -217,7 +213,7 @@ def test_each_problem_scaled_on_its_own_and_no_coupler_joins_two():
 
 def test_packed_records_per_problem_chain_breaks_calls_and_qpu_time(small_qpu):
     b = layer_batch(5, m=7, n=6)
-    res = solve_batch(PackedQPUSampler(small_qpu, problems_per_call=3), b, seed=0)
+    res = solve_batch(PackedQPUSampler(small_qpu, problems_per_call=3), b, seed=0, num_reads=8)
     info = res.info
     assert info["qpu_calls"] == info["calls"] == 3 and info["problems_per_call"] == 3
     assert info["chain_break_fractions"].shape == (7,)
@@ -225,7 +221,7 @@ def test_packed_records_per_problem_chain_breaks_calls_and_qpu_time(small_qpu):
     assert info["solved_by"] == "mock-dwave-packed" and info["solved_by_counts"] == {
         "mock-dwave-packed": 7
     }
-    single = solve_batch(small_qpu, b, seed=0)  # unpacked: one call per problem, summed
+    single = solve_batch(small_qpu, b, seed=0, num_reads=8)  # unpacked: one call per problem, summed
     assert (
         single.info["qpu_calls"] == 7 and single.info["qpu_access_time"] > info["qpu_access_time"]
     )
@@ -257,12 +253,12 @@ def test_calls_of_a_batch_are_in_flight_together(small_qpu):
     k = 4
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         child = _SleepyMock(small_qpu.child, pool)
-        qpu = QPUBackend(child, solver_id="sleepy", num_reads=4, label="mock-dwave")
+        qpu = QPUBackend(child, solver_id="sleepy", label="mock-dwave")
         packed = PackedQPUSampler(qpu, problems_per_call=1)
         b = layer_batch(6, m=k, n=6)
-        packed.sample_batch(b, seed=0)  # warm: embeddings, imports
+        packed.sample_batch(b, seed=0, num_reads=4)  # warm: embeddings, imports
         t0 = time.perf_counter()
-        res = packed.sample_batch(b, seed=0)
+        res = packed.sample_batch(b, seed=0, num_reads=4)
         wall = time.perf_counter() - t0
     assert res.info["calls"] == k and child.submitted == 2 * k
     assert res.info["submit_time"] < 0.5 * _SleepyMock.latency  # nothing waited while submitting
@@ -276,12 +272,12 @@ t0 = time.perf_counter()
 from qsgd.samplers import get_sampler, solve_batch
 from qsgd.samplers.dwave import disk_cache_info, embedding_cache_info
 from qsgd.testing import random_batch
-packed = get_sampler("mock-dwave-packed", substitute="neal", num_sweeps=50, num_reads=2)
+packed = get_sampler("mock-dwave-packed", substitute="neal", num_sweeps=50)
 if sys.argv[1] == "warm":  # a cache hit must not rebuild the chip graph
     def boom():
         raise AssertionError("chip graph rebuilt on a cache hit")
     packed.backend.child.to_networkx_graph = boom
-res = solve_batch(packed, random_batch(32, 30, seed=0), seed=0)
+res = solve_batch(packed, random_batch(32, 30, seed=0), seed=0, num_reads=2)
 largest = packed.backend.max_num_variables()  # the optimizer's default block size
 print(json.dumps({"seconds": time.perf_counter() - t0, "calls": res.info["calls"],
                   "largest": largest,
