@@ -57,3 +57,52 @@ def test_a1a_2layer_bad_arguments_exit_2(capsys):
         module.main(["--smoke", "--methods", "qpsbgd_sm_exact"])
     assert exc.value.code == 2
     assert "unknown method 'qpsbgd_sm_exact'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------- the D-Wave setting
+
+
+DWAVE = EXAMPLE.parent / "configs" / "a1a_2layer_dwave.toml"
+
+
+def test_dwave_config_is_sign_match_packed_on_the_mock():
+    from bnn.config import load_config
+    from qsgd.errors import ConfigError
+
+    cfg = load_config(DWAVE)
+    assert cfg.optimizer.formulation == "sign_match" and cfg.optimizer.sign_match == {"rows": 8}
+    assert cfg.annealer.backend == "mock-dwave" and cfg.annealer.pack
+    assert cfg.annealer.sampler_backend == "mock-dwave-packed"
+    with pytest.raises(
+        ConfigError, match=r"optimizer.sign_match: sign_match rows must be a positive int .*got 0"
+    ):
+        load_config(DWAVE, ["optimizer.sign_match={ rows = 0 }"])
+
+
+@pytest.mark.slow
+def test_dwave_config_trains_end_to_end_offline_with_qpu_records(tmp_path, monkeypatch):
+    """`bnn train` on the config (2 steps, a small Pegasus mock): QPU calls per step and chain
+    breaks land in metrics.jsonl and summary.json, every problem solved by the packed mock."""
+    from bnn.cli import main
+
+    monkeypatch.setenv("QSGD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CI", "true")
+    run = tmp_path / "run"
+    overrides = [
+        "train.max_batches_per_epoch=2",
+        "annealer.num_reads=2",
+        "annealer.options={ topology_shape = [6] }",
+        "optimizer.sign_match={ rows = 4 }",
+    ]
+    argv = ["train", str(DWAVE), "--run-dir", str(run), "--quiet"]
+    assert main(argv + [a for o in overrides for a in ("--set", o)]) == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r["kind"] == "step"]
+    assert len(steps) == 2
+    for r in steps:
+        # one packed call per layer: 5 problems (layer 1) and 2 problems (layer 2)
+        assert r["qpu_calls"] == 2 and r["problems_per_call"] == pytest.approx(3.5)
+        assert r["solved_by_counts"] == {"mock-dwave-packed": 7}
+        assert 0.0 <= r["chain_break_fraction"] < 0.5 and r["qpu_access_time"] > 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["qpu_calls"] == 4
