@@ -194,7 +194,6 @@ def main() -> None:
         topology_shape=[16],
         substitute="neal",
         num_sweeps=args.num_sweeps,
-        num_reads=args.num_reads,
     )
     graph = qpu.child.to_networkx_graph()
     print(f"Pegasus P16 mock: {graph.number_of_nodes()} qubits ({time.perf_counter() - t0:.1f} s)")
@@ -231,10 +230,10 @@ def main() -> None:
             continue
         b = layer_problems(n, m, args.seed + n)
         t = time.perf_counter()
-        single = solve_batch(qpu, b, seed=1)
+        single = solve_batch(qpu, b, seed=1, num_reads=args.num_reads)
         t_single = time.perf_counter() - t
         t = time.perf_counter()
-        pk = solve_batch(packed, b, seed=1)
+        pk = solve_batch(packed, b, seed=1, num_reads=args.num_reads)
         t_packed = time.perf_counter() - t
         gap = float(np.median(pk.best_energy - single.best_energy))
         scale = float(np.median(np.abs(single.best_energy)))

@@ -260,6 +260,59 @@ class PackedQPUSampler(Sampler, dimod.ComposedSampler):
         res.info.update(calls=0, qpu_calls=0, qpu_access_time=0.0, problems_per_call=0)
         return res
 
+    def _calls(
+        self,
+        batch: IsingBatch,
+        embs: list[Embedding],
+        cs: float,
+        kw: dict[str, Any],
+        seeds: list[int | None],
+    ) -> tuple[np.ndarray, np.ndarray, float, int, float]:
+        """Submit one call per group of ``len(embs)`` problems, then resolve them all.
+
+        Returns:
+            ``samples`` ``(m, reads, n)`` (unsorted), per-problem chain-break fractions ``(m,)``,
+            the summed QPU access time, the qubits of the largest call and the time the last
+            call was submitted.
+        """
+        from dwave.embedding import embed_bqm
+
+        m, n, k = batch.num_problems, batch.num_variables, len(embs)
+        child = self.backend.child
+        props = getattr(child, "properties", {}) or {}
+        h_bound = _symmetric_bound(props.get("h_range"), 1.0)
+        j_bound = _symmetric_bound(props.get("j_range"), 1.0)
+        reads = int(kw["num_reads"])
+        child_kw: dict[str, Any] = {"num_reads": reads}
+        if kw.get("annealing_time") is not None:
+            child_kw["annealing_time"] = kw["annealing_time"]
+        seeded = "seed" in self.backend.parameters
+        slot_of, var_of = _owners(embs)
+        pending: list[tuple[np.ndarray, Any]] = []
+        max_qubits = 0
+        for c, start in enumerate(range(0, m, k)):  # submit every call first ...
+            idx = np.arange(start, min(start + k, m))
+            kk = len(idx)
+            embedding = {j * n + v: chain for j in range(kk) for v, chain in embs[j].items()}
+            source = _joint_bqm(batch, idx)
+            target = embed_bqm(source, embedding, child.adjacency, chain_strength=cs)
+            target = _scale_per_problem(target, slot_of, kk, h_bound, j_bound)
+            max_qubits = max(max_qubits, target.num_variables)
+            extra = {"seed": seeds[c]} if seeded else {}
+            pending.append((idx, child.sample(target, **child_kw, **extra)))
+        t_resolve = time.perf_counter()
+        samples = np.empty((m, reads, n), dtype=np.int8)
+        cbf = np.empty(m)
+        access = 0.0
+        for idx, response in pending:  # ... then resolve them together
+            response.resolve()
+            access += qpu_access_seconds(response.info)
+            spins, broken = _unembed(response, slot_of, var_of, len(idx), n)
+            for j, p in enumerate(idx):  # one assignment per problem of the call
+                samples[p] = _fit_reads(spins[:, j, :], reads)
+                cbf[p] = float(broken[:, j].mean()) if len(broken) else 0.0
+        return samples, cbf, access, max_qubits, t_resolve
+
     def sample_batch(
         self,
         batch: IsingBatch,
@@ -290,10 +343,7 @@ class PackedQPUSampler(Sampler, dimod.ComposedSampler):
             SolverFailureError: as for :class:`~qsgd.samplers.dwave.QPUBackend` (a connection
                 failure goes to the backend's ``fallback`` when one is set).
         """
-        from dwave.embedding import embed_bqm
-        from dwave.embedding.chain_strength import uniform_torque_compensation
-
-        from qsgd.samplers.registry import problem_seeds
+        from qsgd.samplers.base import problem_seeds
 
         t0 = time.perf_counter()
         if not isinstance(batch, IsingBatch):
@@ -311,49 +361,12 @@ class PackedQPUSampler(Sampler, dimod.ComposedSampler):
             return self._fallback_batch(batch, kw, seed)
         m, n = batch.num_problems, batch.num_variables
         k, embs = self._per_call(n, problems_per_call or self.problems_per_call, m)
-        bqm0 = to_bqm(batch, 0)
-        cs = kw.get("chain_strength")
-        if cs is None:
-            cs = float(uniform_torque_compensation(bqm0, embs[0])) if bqm0.num_interactions else 1.0
-        if isinstance(cs, bool) or not (isinstance(cs, (int, float)) and cs > 0):
-            raise ConfigError(f"chain_strength must be a positive number (got {cs!r})")
-        child = self.backend.child
-        props = getattr(child, "properties", {}) or {}
-        h_bound = _symmetric_bound(props.get("h_range"), 1.0)
-        j_bound = _symmetric_bound(props.get("j_range"), 1.0)
-        reads = int(kw["num_reads"])
-        child_kw: dict[str, Any] = {"num_reads": reads}
-        if kw.get("annealing_time") is not None:
-            child_kw["annealing_time"] = kw["annealing_time"]
+        cs = _chain_strength(batch, embs[0], kw.get("chain_strength"))
         starts = list(range(0, m, k))
         seeds = [seed] if len(starts) == 1 else problem_seeds(seed, len(starts))
-        seeded = "seed" in self.backend.parameters
-        slot_of, var_of = _owners(embs)
-        pending: list[tuple[np.ndarray, Any]] = []
-        max_qubits = 0
         t_submit = time.perf_counter()
         try:
-            for c, start in enumerate(starts):  # submit every call first ...
-                idx = np.arange(start, min(start + k, m))
-                kk = len(idx)
-                source = _joint_bqm(batch, idx)
-                embedding = {j * n + v: chain for j in range(kk) for v, chain in embs[j].items()}
-                target = embed_bqm(source, embedding, child.adjacency, chain_strength=cs)
-                target = _scale_per_problem(target, slot_of, kk, h_bound, j_bound)
-                max_qubits = max(max_qubits, target.num_variables)
-                extra = {"seed": seeds[c]} if seeded else {}
-                pending.append((idx, child.sample(target, **child_kw, **extra)))
-            t_resolve = time.perf_counter()
-            samples = np.empty((m, reads, n), dtype=np.int8)
-            cbf = np.empty(m)
-            access = 0.0
-            for idx, response in pending:  # ... then resolve them together
-                response.resolve()
-                access += qpu_access_seconds(response.info)
-                spins, broken = _unembed(response, slot_of, var_of, len(idx), n)
-                for j, p in enumerate(idx):
-                    samples[p] = _fit_reads(spins[:, j, :], reads)
-                    cbf[p] = float(broken[:, j].mean()) if len(broken) else 0.0
+            samples, cbf, access, max_qubits, t_resolve = self._calls(batch, embs, cs, kw, seeds)
         except Exception as exc:
             found = classify_qpu_failure(exc)
             if found is None:
@@ -385,6 +398,24 @@ class PackedQPUSampler(Sampler, dimod.ComposedSampler):
             "wall_time": time.perf_counter() - t0,
         }
         return BatchResult(samples=samples, energies=energies, info=info)
+
+
+def _chain_strength(batch: IsingBatch, emb: Embedding, given: Any) -> float:
+    """``given``, or ``uniform_torque_compensation`` of the first problem (the couplings of a
+    layer's problems are shared, so every problem of the batch gets the same value).
+
+    Raises:
+        ConfigError: not a positive number.
+    """
+    from dwave.embedding.chain_strength import uniform_torque_compensation
+
+    cs = given
+    if cs is None:
+        bqm0 = to_bqm(batch, 0)
+        cs = float(uniform_torque_compensation(bqm0, emb)) if bqm0.num_interactions else 1.0
+    if isinstance(cs, bool) or not (isinstance(cs, (int, float)) and cs > 0):
+        raise ConfigError(f"chain_strength must be a positive number (got {cs!r})")
+    return float(cs)
 
 
 def _owners(embs: list[Embedding]) -> tuple[np.ndarray, np.ndarray]:

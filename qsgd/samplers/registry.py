@@ -3,8 +3,12 @@
 A backend is a name mapped to a lazily imported factory that returns a ``dimod.Sampler``.
 Nothing else in qsgd chooses a backend with ``if``/``elif``: callers do::
 
-    sampler = get_sampler("neal", num_sweeps=200)     # constructor options / default run settings
-    result = solve_batch(sampler, batch, num_reads=20, seed=0)
+    sampler = get_sampler("exact", max_variables=20)  # constructor options: structure only
+    result = solve_batch(sampler, batch, num_reads=20, seed=0)   # run settings: sample keywords
+
+Composites (``pack``, ``dask``, ``blockwise``) wrap any backend the same way::
+
+    sampler = compose(get_sampler("neal"), [("dask", {"scheduler": "processes"})])
 
 :func:`solve_batch` calls ``sampler.sample_batch`` (every qsgd backend is a
 :class:`qsgd.samplers.base.Sampler`, whose default ``sample_batch`` solves problem ``k`` with
