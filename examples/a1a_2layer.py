@@ -33,7 +33,11 @@ Run::
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+
+import torch
 
 from bnn.data import A1A_PAPER_FEATURES, get_dataset
 from bnn.experiments import (
@@ -95,6 +99,112 @@ def sign_match_methods(
     return methods
 
 
+#: The four inputs that occur (feature signs 000, 011, 100, 111: two pairs x, -x).
+PATTERNS = ((-1.0, -1.0, -1.0), (-1.0, 1.0, 1.0), (1.0, -1.0, -1.0), (1.0, 1.0, 1.0))
+
+#: ``--diagnose``: (label, optimizer, binary step size, Adam lr of the non-binary parameters,
+#: QP-SBGD curvature). The first row is the earlier protocol's QP-SBGD (``other_lr`` fixed at
+#: QPSBGD's default 1e-3); each method appears with that lr and with it tied to its step size.
+DIAGNOSIS = (
+    ("QP-SBGD lr=0.05 c=0.1, non-binary lr 1e-3 (earlier protocol)", "qpsbgd", 0.05, 1e-3, 0.1),
+    ("QP-SBGD lr=0.05 c=0.1, non-binary lr tied (0.05)", "qpsbgd", 0.05, 0.05, 0.1),
+    ("QP-SBGD lr=0.01 c=1, non-binary lr 1e-3", "qpsbgd", 0.01, 1e-3, 1.0),
+    ("QP-SBGD lr=0.01 c=1, non-binary lr tied (0.01)", "qpsbgd", 0.01, 0.01, 1.0),
+    ("signSGD lr=0.01, non-binary lr 1e-3", "signsgd", 0.01, 1e-3, None),
+    ("signSGD lr=0.01, non-binary lr tied (0.01)", "signsgd", 0.01, 0.01, None),
+    ("BinaryConnect lr=0.03, non-binary lr 1e-3", "binaryconnect", 0.03, 1e-3, None),
+)
+
+
+def class_rates(ds) -> list[dict]:
+    """Rows and rate of the positive class per input pattern, in the training and test data."""
+    out = []
+    for pat in PATTERNS:
+        row = {"pattern": "".join("1" if v > 0 else "0" for v in pat)}
+        for split in ("train", "test"):
+            x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
+            hit = (x == torch.tensor(pat)).all(dim=1)
+            row[f"{split}_rows"] = int(hit.sum())
+            row[f"{split}_positive_rate"] = float(y[hit].float().mean()) if hit.any() else None
+        out.append(row)
+    return out
+
+
+def diagnose(ds, seeds: int, epochs: int) -> list[dict]:
+    """Why a method ends below the majority rate: per setting of :data:`DIAGNOSIS`, test accuracy
+    after ``epochs`` epochs, how many seeds end with an **odd** network (``f(-x) = -f(x)`` on the
+    two input pairs: it must then predict the minority class on one input of each pair, or
+    tie), the mean batch-norm offset ``|beta - gamma * mu / sigma|`` of the hidden units (the
+    only term that breaks the oddness: no layer has a bias) and the inputs predicted positive.
+    QP-SBGD runs on ``exact`` (problems of 3 and 5 spins)."""
+    from bnn.baselines import make_optimizer
+    from bnn.training import fit, seed_everything
+    from qsgd.binary import is_binary_param
+
+    pats = torch.tensor(PATTERNS)
+    rows = []
+    for label, name, lr, other, curvature in DIAGNOSIS:
+        accs, odd, offsets, positive = [], 0, [], []
+        for seed in range(seeds):
+            seed_everything(seed)
+            model = BinaryMLP(ds.num_features, [5], 2)
+            if name == "qpsbgd":
+                opt = make_optimizer(
+                    name,
+                    model,
+                    lr=lr,
+                    curvature=curvature,
+                    other_lr=other,
+                    backend="exact",
+                    seed=seed,
+                )
+            else:
+                params = list(model.parameters())
+                groups = [
+                    {"params": [p for p in params if is_binary_param(p)]},
+                    {"params": [p for p in params if not is_binary_param(p)], "lr": other},
+                ]
+                opt = make_optimizer(name, groups, lr=lr)
+            fit(
+                model,
+                opt,
+                ds,
+                epochs=epochs,
+                batch_size=20,
+                seed=seed,
+                progress=False,
+                plots=False,
+                handle_signals=False,
+            )
+            model.eval()
+            with torch.no_grad():
+                logits = model(pats)
+                d = logits[:, 1] - logits[:, 0]
+                bn = model.net[1]
+                off = bn.bias - bn.weight * bn.running_mean / torch.sqrt(bn.running_var + bn.eps)
+                accs.append(float((model(ds.x_test).argmax(1) == ds.y_test).float().mean()))
+            odd += bool(torch.allclose(d[0], -d[3]) and torch.allclose(d[1], -d[2]))
+            offsets.append(float(off.abs().mean()))
+            positive.append([PATTERNS.index(p) for p in PATTERNS if d[PATTERNS.index(p)] > 0])
+        mean = sum(accs) / len(accs)
+        std = (sum((a - mean) ** 2 for a in accs) / max(len(accs) - 1, 1)) ** 0.5
+        rows.append(
+            {
+                "setting": label,
+                "test_accuracy_mean": mean,
+                "test_accuracy_std": std,
+                "odd_networks": odd,
+                "seeds": seeds,
+                "bn_offset_mean": sum(offsets) / len(offsets),
+                "patterns_predicted_positive": [
+                    ["000", "011", "100", "111"][i] for p in positive for i in p
+                ],
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser, default_backends=["neal", "exact"])
@@ -112,6 +222,13 @@ def main(argv: list[str] | None = None) -> dict:
         help="mini-batch rows per sign-matching problem (0: all 20)",
     )
     parser.add_argument("--epochs", type=int, default=20, help="maximum epochs of every run")
+    parser.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="instead of the experiment: the class rates per input and the runs that show why a "
+        "method ends below the majority rate (--seeds seeds x --epochs epochs each; JSON to "
+        "OUT/a1a_2layer_diagnosis.json)",
+    )
     parser.add_argument("--data-root", default=None, help="folder with a1a and a1a.t")
     parser.add_argument("--qpu-seeds", type=int, default=2, help="seeds of QP-SBGD (mock-dwave)")
     parser.add_argument("--qpu-epochs", type=int, default=1, help="epochs of QP-SBGD (mock-dwave)")
@@ -130,6 +247,18 @@ def main(argv: list[str] | None = None) -> dict:
     if args.smoke:
         ds = shrink_tabular(ds, train=60, val=64, test=256)
     epochs = 1 if args.smoke else args.epochs
+    if args.diagnose:
+        out = {
+            "command": command_line("examples/a1a_2layer.py", argv),
+            "class_rates": class_rates(ds),
+            "majority_rate_test": float((ds.y_test == 0).float().mean()),
+            "runs": diagnose(ds, 1 if args.smoke else args.seeds, epochs),
+        }
+        path = Path(args.out) / "a1a_2layer_diagnosis.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=1) + "\n")
+        print(f"wrote {path}", file=sys.stderr)
+        return out
     task = Task(
         "a1a_2layer",
         ds,

@@ -106,3 +106,13 @@ def test_dwave_config_trains_end_to_end_offline_with_qpu_records(tmp_path, monke
         assert 0.0 <= r["chain_break_fraction"] < 0.5 and r["qpu_access_time"] > 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["qpu_calls"] == 4
+
+
+@pytest.mark.slow
+def test_a1a_2layer_diagnose_smoke(tmp_path):
+    out = _load().main(["--diagnose", "--smoke", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "a1a_2layer_diagnosis.json").read_text())
+    assert saved["class_rates"] == out["class_rates"] and len(saved["runs"]) == 7
+    assert [r["pattern"] for r in saved["class_rates"]] == ["000", "011", "100", "111"]
+    for r in saved["runs"]:
+        assert 0.0 <= r["test_accuracy_mean"] <= 1.0 and 0 <= r["odd_networks"] <= r["seeds"] == 1
