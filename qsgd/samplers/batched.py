@@ -4,15 +4,24 @@ A binary layer yields ``m`` Ising problems that share one coupling matrix ``J``;
 annealed with ``num_reads`` independent Metropolis chains, and all ``m * num_reads`` chains
 run in one call:
 
-* **CPU** (``device="cpu"``/``"numba"``): numba kernels, parallel over chains (``prange``).
-  When the batch carries a low-rank factor ``F`` (``J == factor_scale * offdiag(F.T @ F)``,
-  ``r = F.shape[0] < n``), each chain keeps ``u = F @ s`` and the local field of spin ``i`` is
-  ``h_i + factor_scale * (F[:, i] @ u - ||F[:, i]||^2 s_i)``; a flip updates ``u`` in ``O(r)``,
-  so one sweep costs ``O(n r)`` instead of ``O(n^2)``. Groups of 16 chains run in lock step
-  with the loops over chains innermost, so the field, the Metropolis test and the update of
-  ``u`` are SIMD-vectorised (branch-free; a table-and-polynomial ``exp``).
-  Without a factor each chain keeps the local-field vector ``h + J @ s`` and updates it in
-  ``O(n)`` per accepted flip (scalar kernel).
+* **CPU** (``device="cpu"``/``"numba"``): numba kernels (:mod:`qsgd.samplers._anneal_kernels`)
+  in float32, chains in groups of up to 64 annealed in lock step with the loops over chains
+  innermost, so the local field, the random numbers, the exponential and the Metropolis test
+  are SIMD-vectorised (branch-free); groups run in parallel on ``num_threads`` threads
+  (``prange``). Two representations of the local field, chosen by ``path``:
+
+  - ``"factor"``: when the batch carries a low-rank factor ``F``
+    (``J == factor_scale * offdiag(F.T @ F)``, ``r = F.shape[0]``), each chain keeps
+    ``u = F @ s`` and the field of spin ``i`` is ``h_i + factor_scale * (F[:, i] @ u -
+    ||F[:, i]||^2 s_i)``; a visit costs ``O(r)``.
+  - ``"dense"``: each chain keeps the local fields ``h + J @ s``; a visit costs ``O(1)`` and a
+    flip ``O(n)``.
+
+  ``path="auto"`` takes the factor when ``3 r <= n`` (measured crossover on the layer problems,
+  ``benchmarks/bench_curves.py``), else the dense fields. float32 is exact for ±1 factors and
+  within ~1e-6 relative otherwise; ``u`` or the fields are recomputed from the spins every 16
+  sweeps so rounding cannot accumulate, and the returned energies are recomputed in float64.
+  ``kernel="reference"`` runs the float64 kernels these replaced (kept to pin the fast ones).
 * **torch** (``device="cuda"``, ``"cuda:N"`` or ``"torch-cpu"``): the same algorithm written
   with torch tensors, vectorised across chains (a Python loop over the spins of a sweep, each
   step one update of all chains). ``"torch-cpu"`` runs that code on the CPU so it can be tested
@@ -25,17 +34,18 @@ is computed per problem by :func:`default_beta_range`.
 
 Randomness: ``seed`` feeds one :class:`numpy.random.SeedSequence`, from which the initial states
 and one 64-bit seed per chain are drawn. The numba kernels give each chain its own generator
-(xoroshiro128+ in the factor kernel, xorshift64* in the dense one, both seeded by splitmix64),
-so results do not depend on thread scheduling or the number of threads. The torch
-path draws its uniforms from its own seeded :class:`torch.Generator`; it agrees with the numba
-path in distribution (energy quality), not bit for bit.
+(xoshiro128+ in the fast kernels; xoroshiro128+ / xorshift64* in the reference ones, all
+seeded by splitmix64), so results do not depend on thread scheduling, the number of threads or
+the lane width. The torch path draws its uniforms from its own seeded :class:`torch.Generator`;
+it agrees with the numba path in distribution (energy quality), not bit for bit.
 
 Side effects: none on the caller's threads. Numba's OpenMP threading layer calls
 ``omp_set_num_threads(NUMBA_NUM_THREADS)`` when its thread pool starts (the first parallel
 kernel call in a process), which silently resets torch's intra-op thread count (torch uses the
 same OpenMP runtime) to the number of cores. :meth:`BatchedAnnealer.sample_batch` restores
 torch's count after its kernels run, so a ``torch.set_num_threads(1)`` made before training
-holds, and torch's float reductions (batch norm, Adam) round the same way in every step.
+holds, and torch's float reductions (batch norm, Adam) round the same way in every step. It
+also puts numba's own thread count back after using ``num_threads``.
 """
 
 from __future__ import annotations
@@ -49,11 +59,11 @@ from typing import Any
 
 import dimod
 import numpy as np
-from numba import njit, prange
 
 from qsgd.checks import positive_int
 from qsgd.errors import ConfigError, ProblemError
 from qsgd.ising import IsingBatch, from_bqm
+from qsgd.samplers import _anneal_kernels as _k
 from qsgd.samplers.base import BatchResult
 
 __all__ = ["BatchedAnnealer", "default_beta_range", "resolve_device"]
@@ -61,11 +71,11 @@ __all__ = ["BatchedAnnealer", "default_beta_range", "resolve_device"]
 # Acceptance probabilities that define the default schedule (see default_beta_range).
 _HOT_ACCEPT = 0.5
 _COLD_ACCEPT = 0.01
-# Above this value of beta * dE the acceptance probability exp(-beta dE) < 2e-18: reject outright.
-_MAX_EXPONENT = 40.0
-# Chains annealed in lock step by one task of the factor kernel (vectorised across lanes).
-_LANES = 16
-_POW2NEG = np.array([2.0**-k for k in range(64)])
+# path="auto" uses the low-rank factor when FACTOR_RATIO * rank <= n (O(r) per visit against
+# O(1) + O(n) per flip for the dense fields; crossover measured by benchmarks/bench_curves.py).
+FACTOR_RATIO = 3
+_KERNELS = ("fast", "reference")
+_PATHS = ("auto", "factor", "dense")
 
 
 # --------------------------------------------------------------------------- schedule
@@ -115,7 +125,7 @@ def _schedule(beta_range: np.ndarray, num_sweeps: int) -> np.ndarray:
     return np.exp(lo + t * (hi - lo))
 
 
-# --------------------------------------------------------------------------- numba kernels
+# --------------------------------------------------------------------------- threads
 
 
 @contextmanager
@@ -136,220 +146,6 @@ def _keep_torch_threads() -> Iterator[None]:
     finally:
         if torch is not None and torch.get_num_threads() != before:
             torch.set_num_threads(before)
-
-
-@njit(cache=True, inline="always")
-def _xorshift(state: np.uint64) -> tuple[np.uint64, float]:
-    """One xorshift64* step: the new state and a uniform float in [0, 1)."""
-    state ^= state >> np.uint64(12)
-    state ^= state << np.uint64(25)
-    state ^= state >> np.uint64(27)
-    out = state * np.uint64(0x2545F4914F6CDD1D)
-    return state, float(out >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-
-
-@njit(cache=True, inline="always")
-def _seed_state(seed: np.uint64) -> np.uint64:
-    """splitmix64 of ``seed``, never zero (xorshift needs a nonzero state)."""
-    z = seed + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    if z == np.uint64(0):
-        z = np.uint64(0x9E3779B97F4A7C15)
-    return z
-
-
-@njit(cache=True, inline="always")
-def _metropolis_lanes(off, de, beta, s, st0, st1, delta, pow2neg):  # pragma: no cover
-    """Metropolis decision for the ``LANES`` chains of a group at spin offset ``off``.
-
-    Branch-free so that LLVM vectorises it across lanes: every lane draws one xoroshiro128+
-    number per visit (so a chain's stream depends only on its own seed), and
-    ``exp(-x)`` for ``x = beta * dE`` clipped to ``[0, 40]`` is ``2^-k * exp(-t)`` with
-    ``k = floor(x log2 e)``, ``2^-k`` from a table and ``exp(-t)``, ``t in [0, ln 2)``, from its
-    degree-9 Taylor polynomial (relative error < 1e-8). Writes the spin change into ``delta``.
-    """
-    for c in range(_LANES):
-        a = st0[c]
-        b = st1[c]
-        res = a + b
-        b ^= a
-        st0[c] = ((a << np.uint64(24)) | (a >> np.uint64(40))) ^ b ^ (b << np.uint64(16))
-        st1[c] = (b << np.uint64(37)) | (b >> np.uint64(27))
-        rnd = np.float64(res >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-        x = min(max(beta[c] * de[c], 0.0), _MAX_EXPONENT)
-        y = x * 1.4426950408889634
-        k = np.int64(y)
-        t = (y - k) * 0.6931471805599453
-        p = 1.0 + t * (
-            -1.0
-            + t
-            * (
-                0.5
-                + t
-                * (
-                    -1.0 / 6.0
-                    + t
-                    * (
-                        1.0 / 24.0
-                        + t
-                        * (
-                            -1.0 / 120.0
-                            + t
-                            * (
-                                1.0 / 720.0
-                                + t * (-1.0 / 5040.0 + t * (1.0 / 40320.0 + t * (-1.0 / 362880.0)))
-                            )
-                        )
-                    )
-                )
-            )
-        )
-        p = p * pow2neg[k]
-        acc = (de[c] <= 0.0) | (rnd < p)
-        sc = s[off + c]
-        d = -2.0 * sc * acc
-        delta[c] = d
-        s[off + c] = sc + d
-
-
-@njit(parallel=True, cache=True, fastmath=False)
-def _anneal_factor(hG, Ft, scale, colnorm2, bG, sG, seeds):  # pragma: no cover
-    """Anneal groups of ``_LANES`` chains in lock step using ``u = F s`` (parallel over groups).
-
-    Arrays are laid out lane-fastest so the loops over lanes vectorise: for group ``g``,
-    ``hG[g, i * L + c]`` is the field of spin ``i`` in lane ``c``'s problem, ``bG[g, t * L + c]``
-    its beta at sweep ``t``, ``sG[g, i * L + c]`` its spin (in/out). Per spin visit the cost is
-    ``O(r)`` (field ``F[:, i] . u``, and the rank-one update of ``u`` applied branch-free).
-
-    Shape:
-        hG ``(G, n * L)``, Ft ``(n * r,)`` (``F.T`` flattened), colnorm2 ``(n,)``,
-        bG ``(G, sweeps * L)``, sG ``(G, n * L)`` float64 ±1, seeds ``(G, L)`` uint64.
-    """
-    num_groups = sG.shape[0]
-    n = colnorm2.shape[0]
-    r = Ft.shape[0] // n
-    num_sweeps = bG.shape[1] // _LANES
-    pow2neg = _POW2NEG
-    for g in prange(num_groups):
-        s = sG[g].copy()
-        h = hG[g]
-        bg = bG[g]
-        st0 = np.empty(_LANES, np.uint64)
-        st1 = np.empty(_LANES, np.uint64)
-        for c in range(_LANES):
-            st0[c] = _seed_state(seeds[g, c])
-            st1[c] = _seed_state(st0[c])
-        u = np.zeros(r * _LANES)
-        for i in range(n):
-            for q in range(r):
-                f = Ft[i * r + q]
-                for c in range(_LANES):
-                    u[q * _LANES + c] += f * s[i * _LANES + c]
-        dot = np.empty(_LANES)
-        de = np.empty(_LANES)
-        delta = np.empty(_LANES)
-        beta = np.empty(_LANES)
-        for t in range(num_sweeps):
-            for c in range(_LANES):
-                beta[c] = bg[t * _LANES + c]
-            for i in range(n):
-                for c in range(_LANES):
-                    dot[c] = 0.0
-                for q in range(r):
-                    f = Ft[i * r + q]
-                    for c in range(_LANES):
-                        dot[c] += f * u[q * _LANES + c]
-                cn = colnorm2[i]
-                off = i * _LANES
-                for c in range(_LANES):
-                    si = s[off + c]
-                    de[c] = -2.0 * si * (h[off + c] + scale * (dot[c] - cn * si))
-                _metropolis_lanes(off, de, beta, s, st0, st1, delta, pow2neg)
-                for q in range(r):
-                    f = Ft[i * r + q]
-                    for c in range(_LANES):
-                        u[q * _LANES + c] += delta[c] * f
-        sG[g] = s
-
-
-def _to_lanes(a: np.ndarray, num_groups: int) -> np.ndarray:
-    """``(num_groups * L, X)`` -> ``(num_groups, X * L)``, lane index fastest."""
-    x = a.shape[1]
-    return np.ascontiguousarray(
-        a.reshape(num_groups, _LANES, x).transpose(0, 2, 1).reshape(num_groups, x * _LANES)
-    )
-
-
-def _run_factor_numba(
-    batch: IsingBatch, betas: np.ndarray, spins: np.ndarray, seeds: np.ndarray, num_reads: int
-) -> np.ndarray:
-    """Pad the chains to whole lane groups, run :func:`_anneal_factor`, return ``(C, n)`` int8."""
-    assert batch.factor is not None
-    num_chains, n = spins.shape
-    num_groups = -(-num_chains // _LANES)
-    padded = num_groups * _LANES
-    problem = np.minimum(np.arange(padded) // num_reads, batch.num_problems - 1)
-    s0 = np.ones((padded, n))
-    s0[:num_chains] = spins
-    seeds_p = np.zeros(padded, dtype=np.uint64)
-    seeds_p[:num_chains] = seeds
-    F = np.asarray(batch.factor, dtype=np.float64)
-    sG = _to_lanes(s0, num_groups)
-    _anneal_factor(
-        _to_lanes(batch.h[problem], num_groups),
-        np.ascontiguousarray(F.T).ravel(),
-        float(batch.factor_scale),
-        np.ascontiguousarray((F**2).sum(axis=0)),
-        _to_lanes(betas[problem], num_groups),
-        sG,
-        seeds_p.reshape(num_groups, _LANES),
-    )
-    out = sG.reshape(num_groups, n, _LANES).transpose(0, 2, 1).reshape(padded, n)
-    return out[:num_chains].astype(np.int8)
-
-
-@njit(parallel=True, cache=True, fastmath=False)
-def _anneal_dense(h, J, betas, spins, seeds, num_reads):  # pragma: no cover
-    """Anneal every chain in place with a maintained local-field vector (numba, parallel over chains).
-
-    Shape:
-        h ``(m, n)``, J ``(n, n)``, betas ``(m, sweeps)``, spins ``(m * num_reads, n)`` int8 (in/out),
-        seeds ``(m * num_reads,)``.
-    """
-    num_chains, n = spins.shape
-    num_sweeps = betas.shape[1]
-    for c in prange(num_chains):
-        k = c // num_reads
-        state = _seed_state(seeds[c])
-        s = np.empty(n)
-        for i in range(n):
-            s[i] = spins[c, i]
-        lf = np.empty(n)
-        for i in range(n):
-            acc = h[k, i]
-            for j in range(n):
-                acc += J[i, j] * s[j]
-            lf[i] = acc
-        for t in range(num_sweeps):
-            beta = betas[k, t]
-            for i in range(n):
-                si = s[i]
-                de = -2.0 * si * lf[i]
-                accept = de <= 0.0
-                if not accept:
-                    x = beta * de
-                    if x < _MAX_EXPONENT:
-                        state, rnd = _xorshift(state)
-                        accept = rnd < math.exp(-x)
-                if accept:
-                    d = -2.0 * si
-                    for j in range(n):
-                        lf[j] += d * J[i, j]
-                    s[i] = -si
-        for i in range(n):
-            spins[c, i] = np.int8(s[i])
 
 
 # --------------------------------------------------------------------------- torch path
@@ -459,6 +255,24 @@ def resolve_device(device: str) -> str:
     )
 
 
+# --------------------------------------------------------------------------- energies
+
+
+def _energies(batch: IsingBatch, samples: np.ndarray, use_factor: bool) -> np.ndarray:
+    """float64 energies ``(m, reads)`` of ``samples`` ``(m, reads, n)``.
+
+    With the factor ``F`` (``r x n``): ``h.s + scale/2 (||F s||^2 - sum_i ||F[:, i]||^2) + offset``,
+    ``O(r n)`` per sample instead of ``O(n^2)``.
+    """
+    if not use_factor:
+        return batch.energies(samples)
+    F = np.asarray(batch.factor, dtype=np.float64)
+    s = samples.astype(np.float64)
+    u = s @ F.T  # (m, reads, r)
+    quad = 0.5 * batch.factor_scale * ((u * u).sum(axis=2) - (F * F).sum())
+    return np.einsum("mrn,mn->mr", s, batch.h) + quad + batch.offset[:, None]
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -519,6 +333,9 @@ class BatchedAnnealer(dimod.Sampler):
         "initial_states": [],
         "warm_start": [],
         "device": [],
+        "num_threads": [],
+        "kernel": list(_KERNELS),
+        "path": list(_PATHS),
     }
 
     @property
@@ -534,6 +351,8 @@ class BatchedAnnealer(dimod.Sampler):
             "devices": ["auto", "cpu", "numba", "torch-cpu", "cuda", "cuda:N"],
             "schedule": "geometric",
             "exploits_low_rank_factor": True,
+            "kernels": list(_KERNELS),
+            "paths": list(_PATHS),
         }
 
     def sample_batch(
@@ -547,6 +366,9 @@ class BatchedAnnealer(dimod.Sampler):
         initial_states: np.ndarray | None = None,
         warm_start: bool = False,
         device: str = "auto",
+        num_threads: int | None = None,
+        kernel: str = "fast",
+        path: str = "auto",
     ) -> BatchResult:
         """Anneal ``num_reads`` chains for each of the ``m`` problems of ``batch`` in one call.
 
@@ -564,12 +386,20 @@ class BatchedAnnealer(dimod.Sampler):
                 without couplings. Combine with a cold ``beta_range`` to stay near it.
             device: ``"auto"`` (CUDA if available, else numba), ``"cpu"``/``"numba"``,
                 ``"torch-cpu"``, ``"cuda"`` or ``"cuda:N"``.
+            num_threads: CPU threads of the numba kernels; ``None`` uses the CPUs this process
+                may run on (``os.sched_getaffinity``, capped by ``NUMBA_NUM_THREADS``). Results
+                do not depend on it. Numba's thread count is restored afterwards.
+            kernel: ``"fast"`` (float32, vectorised across chains) or ``"reference"`` (the
+                float64 kernels it replaced; for tests and benchmarks). CPU only.
+            path: ``"auto"`` (the low-rank factor when ``3 * rank <= n``, else dense local
+                fields), ``"factor"`` (needs ``batch.factor``) or ``"dense"``.
 
         Returns:
-            Samples sorted by energy per problem, energies recomputed in float64 from
-            ``batch``, and ``info`` with ``backend``, ``wall_time`` (seconds), ``device``,
-            ``num_sweeps``, ``num_reads``, ``beta_range`` (``(m, 2)`` array) and ``path``
-            (``"factor"`` or ``"dense"``).
+            Samples sorted by energy per problem (not sorted when ``num_reads == 1``), energies
+            recomputed in float64 (from the factor on the factor path, from ``J`` otherwise),
+            and ``info`` with ``backend``, ``wall_time`` (seconds), ``device``, ``num_sweeps``,
+            ``num_reads``, ``beta_range`` (``(m, 2)`` array), ``path`` (``"factor"`` or
+            ``"dense"``), ``kernel`` and ``num_threads`` (CPU; ``None`` on torch devices).
 
         Raises:
             ConfigError: a bad keyword value (named in the message).
@@ -590,6 +420,16 @@ class BatchedAnnealer(dimod.Sampler):
         ):
             raise ConfigError(f"seed must be a non-negative int or None (got {seed!r})")
         dev = resolve_device(device)
+        if num_threads is None:
+            threads = _k.free_cpus()
+        else:
+            threads = positive_int("num_threads", num_threads)
+        if kernel not in _KERNELS:
+            raise ConfigError(f"kernel must be one of {list(_KERNELS)} (got {kernel!r})")
+        if path not in _PATHS:
+            raise ConfigError(f"path must be one of {list(_PATHS)} (got {path!r})")
+        if path == "factor" and batch.factor is None:
+            raise ConfigError("path='factor' needs a batch with a low-rank factor (batch.factor is None)")
         m, n = batch.num_problems, batch.num_variables
         if beta_range is None:
             ranges = default_beta_range(batch)
@@ -609,30 +449,41 @@ class BatchedAnnealer(dimod.Sampler):
             init = (2 * rng.integers(0, 2, size=(m, num_reads, n)) - 1).astype(np.int8)
         spins = np.ascontiguousarray(init.reshape(m * num_reads, n), dtype=np.int8).copy()
         betas = np.ascontiguousarray(_schedule(ranges, num_sweeps))
-        r = 0 if batch.factor is None else batch.factor.shape[0]
-        use_factor = batch.factor is not None and r < n
+        if path == "auto":
+            r = n if batch.factor is None else batch.factor.shape[0]
+            use_factor = FACTOR_RATIO * r <= n
+        else:
+            use_factor = path == "factor"
         path = "factor" if use_factor else "dense"
 
         if dev == "numba":
             seeds = rng.integers(0, 2**64, size=m * num_reads, dtype=np.uint64, endpoint=False)
-            h = np.ascontiguousarray(batch.h, dtype=np.float64)
+            run = _k.run_fast if kernel == "fast" else _k.run_reference
             with _keep_torch_threads():
-                if use_factor:
-                    spins = _run_factor_numba(batch, betas, spins, seeds, num_reads)
-                else:
-                    J = np.ascontiguousarray(batch.J, dtype=np.float64)
-                    _anneal_dense(h, J, betas, spins, seeds, num_reads)
+                spins = run(
+                    batch.h,
+                    None if use_factor else batch.J,
+                    batch.factor if use_factor else None,
+                    batch.factor_scale,
+                    betas,
+                    spins,
+                    seeds,
+                    num_reads,
+                    threads,
+                )
             device_name = "numba-cpu"
         else:
             torch_seed = int(rng.integers(0, 2**63 - 1))
             spins = _anneal_torch(batch, betas, spins, torch_seed, num_reads, use_factor, dev)
             device_name = dev
+            threads = None
 
         samples = spins.reshape(m, num_reads, n)
-        energies = batch.energies(samples)
-        order = np.argsort(energies, axis=1, kind="stable")
-        samples = np.take_along_axis(samples, order[:, :, None], axis=1)
-        energies = np.take_along_axis(energies, order, axis=1)
+        energies = _energies(batch, samples, use_factor)
+        if num_reads > 1:
+            order = np.argsort(energies, axis=1, kind="stable")
+            samples = np.take_along_axis(samples, order[:, :, None], axis=1)
+            energies = np.take_along_axis(energies, order, axis=1)
         info = {
             "backend": "batched",
             "solved_by": "batched",
@@ -642,6 +493,8 @@ class BatchedAnnealer(dimod.Sampler):
             "num_reads": num_reads,
             "beta_range": ranges,
             "path": path,
+            "kernel": kernel,
+            "num_threads": threads,
         }
         return BatchResult(samples=np.ascontiguousarray(samples), energies=energies, info=info)
 
