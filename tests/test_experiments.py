@@ -265,8 +265,16 @@ def test_rosenbrock_script_smoke(tmp_path):
     )
     assert set(res["problems"]) == {"2", "4"}
     for prob in res["problems"].values():
-        assert list(prob["methods"]) == ["qpsbgd_exact", "signsgd", "clipped_gd"]
-        assert all(m["budget"] == 2 for m in prob["methods"].values())
+        assert list(prob["methods"]) == [
+            "qpsbgd_exact",
+            "saddle_free_sign",
+            "projected_newton",
+            "signsgd",
+            "clipped_gd",
+        ]
+        # the 2-value smoke grid plus at most one edge extension (--smoke: max 1)
+        assert all(m["budget"] in (2, 3) for m in prob["methods"].values())
+        assert {p["baseline"] for p in prob["paired"]} == set(prob["methods"]) - {"qpsbgd_exact"}
     for suffix in ("json", "md", "png"):
         assert (tmp_path / f"rosenbrock.{suffix}").stat().st_size > 0
 
