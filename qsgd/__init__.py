@@ -44,6 +44,8 @@ _LAZY: dict[str, str] = {
     "solve_batch": "qsgd.samplers.registry",
     "available_backends": "qsgd.samplers.registry",
     "register_backend": "qsgd.samplers.registry",
+    "compose": "qsgd.samplers.registry",
+    "Sampler": "qsgd.samplers.base",
     "QPSBGD": "qsgd.optimizer",
     "AnnealerConfig": "qsgd.config",
     "BinaryLayer": "qsgd.binary",
@@ -65,6 +67,8 @@ __all__ = [
     "solve_batch",
     "available_backends",
     "register_backend",
+    "compose",
+    "Sampler",
     "BinaryLayer",
     "sign_ste",
     "QSGDError",
@@ -99,8 +103,10 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
     from qsgd.ising import IsingBatch, from_bqm, ising_energies, to_bqm
     from qsgd.optimizer import QPSBGD
     from qsgd.qubo import brute_force, layer_ising, quadratic_model_ising, sign_match_ising
+    from qsgd.samplers.base import Sampler
     from qsgd.samplers.registry import (
         available_backends,
+        compose,
         get_sampler,
         register_backend,
         solve_batch,

@@ -128,17 +128,33 @@ class BlockwiseComposite(Sampler, dimod.ComposedSampler):
 
 
 def _block_info(infos: list[dict[str, Any]], comp: BlockwiseComposite) -> dict[str, Any]:
-    """``info`` of a block-wise solve: counts and times summed over the block solves."""
+    """``info`` of a block-wise solve: counts and times summed over the block solves.
+
+    ``qpu_problems`` counts a problem once per block solved on the QPU (so
+    ``qpu_problems / qpu_calls`` is the mean problems per call, as the optimizer reports it),
+    and ``chain_break_fraction`` is the mean over the blocks that report one.
+    """
     counts: dict[str, int] = {}
     for info in infos:
         for name, k in info.get("solved_by_counts", {}).items():
             counts[name] = counts.get(name, 0) + int(k)
+    calls = [int(i.get("qpu_calls") or 0) for i in infos]
+    cbf = [
+        float(i["chain_break_fraction"])
+        for i in infos
+        if isinstance(i.get("chain_break_fraction"), (int, float))
+        and not isinstance(i.get("chain_break_fraction"), bool)
+    ]
     return {
         "backend": comp.backend_name,
         "solved_by_counts": counts,
         "block_vars": comp.max_block_vars,
         "blocks": len(infos),
         "wall_time": float(sum(float(i.get("wall_time", 0.0)) for i in infos)),
-        "qpu_calls": int(sum(int(i.get("qpu_calls") or 0) for i in infos)),
+        "qpu_calls": int(sum(calls)),
+        "qpu_problems": int(
+            sum(sum(i["solved_by_counts"].values()) for i, c in zip(infos, calls, strict=True) if c)
+        ),
         "qpu_access_time": float(sum(float(i.get("qpu_access_time") or 0.0) for i in infos)),
+        "chain_break_fraction": float(np.mean(cbf)) if cbf else None,
     }

@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from qsgd.config import AnnealerConfig
 from qsgd.errors import ConfigError, UnknownBackendError
 from qsgd.qubo import solve_blockwise
 from qsgd.samplers import Sampler, get_sampler, solve_batch
@@ -20,7 +19,9 @@ from qsgd.testing import random_batch
 
 def test_registry_lists_the_composites_and_checks_their_options():
     assert {"pack", "dask", "blockwise"} <= set(available_composites())
-    with pytest.raises(UnknownBackendError, match=r"unknown composite 'zip'; known composites: pack"):
+    with pytest.raises(
+        UnknownBackendError, match=r"unknown composite 'zip'; known composites: pack"
+    ):
         compose(get_sampler("exact"), ["zip"])
     with pytest.raises(
         ConfigError, match=r"unknown option 'block' for backend 'blockwise'; accepted options: "
@@ -54,6 +55,7 @@ def test_blockwise_composite_equals_solve_blockwise():
     np.testing.assert_array_equal(res.best, spins)
     np.testing.assert_allclose(res.best_energy, energies)
     assert res.info["block_vars"] == 4 and res.info["solved_by_counts"] == {"exact": 9}
+    assert (res.info["blocks"], res.info["qpu_calls"], res.info["qpu_problems"]) == (3, 0, 0)
     small = random_batch(4, 2, seed=1)  # fits: solved whole, all reads
     whole = solve_batch(BlockwiseComposite(exact, 4), small, num_reads=3)
     assert whole.samples.shape == (2, 3, 4) and whole.info["block_vars"] is None
@@ -86,7 +88,11 @@ def test_blockwise_composite_in_qpsbgd_equals_max_block_vars():
 def test_dask_composite_local_equals_solve_batch():
     batch = random_batch(8, 5, seed=2)
     kw = dict(num_reads=3, num_sweeps=20, seed=7)
-    dist = solve_batch(compose(get_sampler("neal"), [("dask", {"scheduler": "local", "chunk_size": 2})]), batch, **kw)
+    dist = solve_batch(
+        compose(get_sampler("neal"), [("dask", {"scheduler": "local", "chunk_size": 2})]),
+        batch,
+        **kw,
+    )
     ref = solve_batch(get_sampler("neal"), batch, **kw)
     np.testing.assert_array_equal(dist.samples, ref.samples)
     assert dist.info["chunks"] == 3
@@ -117,3 +123,15 @@ def test_pack_and_dask_composites_chosen_from_a_toml_config(tmp_path):
     assert cfg.run_options()["problems_per_call"] == 2
     local = RunConfig.from_file(path, ["annealer.scheduler=local"]).annealer.make_sampler()
     assert isinstance(local, PackedQPUSampler)  # without a scheduler: the packed backend itself
+
+
+def test_blockwise_composite_takes_the_qpu_block_size_and_counts_its_calls():
+    pytest.importorskip("dwave.system")
+    qpu = get_sampler("mock-dwave", substitute="neal", num_sweeps=50)
+    blocks = compose(qpu, ["blockwise"])  # block size: the largest clique on the chip (24 on P3)
+    assert blocks.max_block_vars == qpu.properties["max_num_variables"] == 24
+    assert blocks.properties["max_num_variables"] is None  # the composite takes any size
+    res = solve_batch(blocks, random_batch(30, 2, seed=0), num_reads=2, seed=0)
+    info = res.info
+    assert info["blocks"] == 2 and info["qpu_calls"] == info["qpu_problems"] == 4
+    assert info["solved_by_counts"] == {"mock-dwave": 4} and info["chain_break_fraction"] >= 0
