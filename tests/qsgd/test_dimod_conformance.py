@@ -17,7 +17,7 @@ import pytest
 
 from qsgd.samplers.registry import available_backends, get_sampler
 
-OFFLINE = [b for b in available_backends() if b not in ("dwave", "dwave-packed")]
+OFFLINE = [b for b in available_backends() if b not in ("dwave", "dwave-packed", "dwave-hybrid")]
 
 
 def _suite(name: str) -> type[unittest.TestCase]:
