@@ -101,14 +101,27 @@ def test_too_large_for_the_chip_suggests_max_block_vars():
             r"topology_type must be 'pegasus', 'chimera' or 'zephyr' \(got 'ring'\)",
         ),
         ({"substitute": "qbsolv"}, r"substitute must be 'tabu' or 'neal' \(got 'qbsolv'\)"),
-        ({"num_reads": 0}, r"num_reads must be a positive int \(got 0\)"),
-        ({"chain_strength": -1.0}, r"chain_strength must be a positive number \(got -1.0\)"),
         ({"fallback": "mock-dwave"}, r"fallback must be one of .* \(got 'mock-dwave'\)"),
+        ({"num_reads": 5}, r"'num_reads' is a run setting of backend 'mock-dwave'"),
     ],
 )
 def test_mock_bad_options(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         get_sampler("mock-dwave", **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"num_reads": 0}, r"num_reads must be a positive int \(got 0\)"),
+        ({"chain_strength": -1.0}, r"chain_strength must be a positive number \(got -1.0\)"),
+        ({"annealing_time": 0}, r"annealing_time must be a positive number \(got 0\)"),
+    ],
+)
+def test_mock_bad_run_settings(kwargs, match):
+    bqm = dimod.BQM({0: 1.0, 1: -1.0}, {(0, 1): 0.5}, 0.0, "SPIN")
+    with pytest.raises(ConfigError, match=match):
+        get_sampler("mock-dwave").sample(bqm, **kwargs)
 
 
 def test_mock_unknown_run_option_names_accepted_ones():
