@@ -37,7 +37,7 @@ differences of test accuracy (each arm minus exact) with a 95 % t-interval.
 
 Run::
 
-    python examples/ablation_exact.py --seeds 5 --epochs 15 --patience 4 --search-fraction 0.34 --threads 1 --out results/ablation_exact
+    python examples/ablation_exact.py --seeds 5 --epochs 20 --patience 5 --search-fraction 0.5 --threads 1 --out results/ablation_exact
     python examples/ablation_exact.py --smoke --out /tmp/smoke
 """
 
@@ -149,11 +149,11 @@ class AuditedSampler(dimod.Sampler):
 
     def sample_batch(self, batch: IsingBatch, **run: Any) -> BatchResult:
         exact_spins, exact_e = brute_force(batch, max_vars=MAX_AUDIT_VARS)
-        if self.inner is None:
+        if self.inner_name is None:
             samples, energies = exact_spins[:, None, :], exact_e[:, None]
             info: dict[str, Any] = {"solved_by": "exact"}
             found = exact_e
-        elif self.inner == "field":
+        elif self.inner_name == "field":
             spins = np.where(batch.h <= 0, 1, -1).astype(np.int8)
             found = batch.energies(spins)
             samples, energies, info = spins[:, None, :], found[:, None], {"solved_by": "field"}
