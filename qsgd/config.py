@@ -52,7 +52,6 @@ else:  # pragma: no cover
 
 __all__ = ["AnnealerConfig", "backend_options"]
 
-_QPU_BACKENDS = ("dwave", "mock-dwave", "dwave-packed", "mock-dwave-packed")
 _PACKABLE = {"dwave": "dwave-packed", "mock-dwave": "mock-dwave-packed"}
 _RUN_FIELDS = ("num_reads", "num_sweeps", "seed", "beta_range", "chain_strength", "annealing_time")
 _INIT_FIELDS = ("fallback", "timeout", "connect_timeout")
@@ -235,9 +234,10 @@ class AnnealerConfig(BaseModel):
     def _fallback(cls, value: str | None) -> str | None:
         if value is None:
             return value
+        from qsgd.samplers.dwave import QPU_BACKENDS
         from qsgd.samplers.registry import available_backends
 
-        known = [b for b in available_backends() if b not in _QPU_BACKENDS]
+        known = [b for b in available_backends() if b not in QPU_BACKENDS]
         if value not in known:
             raise ValueError(f"fallback must be one of {', '.join(known)} or None (got {value!r})")
         return value

@@ -32,6 +32,7 @@ from typing import Any
 import dimod
 import numpy as np
 
+from qsgd.checks import positive_int, positive_number
 from qsgd.errors import ConfigError, CredentialsError
 from qsgd.samplers.base import Sampler, check_options
 from qsgd.samplers.embedding import (  # noqa: F401 - re-exported: the public import path
@@ -343,10 +344,7 @@ def _qpu_info(
 
 
 def _check_positive(name: str, value: Any, *, integer: bool = False) -> None:
-    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
-        what = "a positive int" if integer else "a positive number"
-        raise ConfigError(f"{name} must be {what} (got {value!r})")
+    (positive_int if integer else positive_number)(name, value)
 
 
 DEFAULT_TIMEOUT = 60.0

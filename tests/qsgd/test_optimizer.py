@@ -361,7 +361,7 @@ BAD_CONFIGS = [
     (dict(other_lr=-0.1), ValueError, r"other_lr must be a finite number > 0 or None \(got -0.1\)"),
     (dict(seed=-3), ValueError, r"seed must be a non-negative int or None \(got -3\)"),
     (dict(backend="annealo"), UnknownBackendError, r"unknown annealer backend 'annealo'; known backends: neal"),
-    (dict(backend=3), TypeError, r"backend must be a backend name \(str\) or an AnnealerConfig \(got int\)"),
+    (dict(backend=3), TypeError, r"backend must be a backend name \(str\), an AnnealerConfig or a dimod.Sampler \(got int\)"),
     (dict(backend_options={"bogus": 1}), ConfigError, r"unknown option 'bogus' for backend 'neal'; accepted options: "),
     (dict(backend_options={"seed": 1}), ConfigError, r"backend_options must not contain 'seed' \(got seed=1\)"),
     (dict(backend_options=[1]), TypeError, r"backend_options must be a mapping or None \(got \[1\]\)"),

@@ -399,3 +399,18 @@ def test_optimizer_splits_layers_larger_than_the_backend_accepts(caplog):
     assert len(warned) == 1 and "max_block_vars=10" in warned[0]
     weights = model.net[0].effective_weight().detach()
     assert set(weights.unique().tolist()) <= {-1.0, 1.0}
+
+
+def test_the_unknown_option_check_is_written_once():
+    """Every 'unknown option ... for backend' message comes from qsgd.samplers.base.check_options."""
+    import re
+    from pathlib import Path
+
+    import qsgd
+
+    root = Path(qsgd.__file__).parent
+    pattern = re.compile(r"f\"unknown [^\"]*for backend")
+    hits = sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*.py") if pattern.search(p.read_text())
+    )
+    assert hits == ["samplers/base.py"]
