@@ -70,7 +70,7 @@ def test_fisher_direction_invariant_to_gradient_scale_with_matched_lr() -> None:
 @pytest.mark.parametrize("bad", ["gauss", 1, None])
 def test_bad_curvature_scale(bad) -> None:
     layer = BinaryLinear(4, 2)
-    with pytest.raises(ValueError, match=r"curvature_scale must be one of 'unit', 'fisher' \(got"):
+    with pytest.raises(ValueError, match=r"curvature_scale must be one of 'unit', 'fisher', 'kfac' \(got"):
         QPSBGD(layer, curvature_scale=bad, backend="exact")
 
 
