@@ -6,12 +6,16 @@ which binarise with ``sign(w)``, ``sign(0) = +1``, in the forward pass); they re
 method's binary rule. Every other parameter (biases, batch-norm, full-precision first/last
 layers) is updated by a standard inner optimiser (``"adam"`` by default, or ``"sgd"``).
 
-Every step records ``last_stats``, one dict per binary parameter ("layer") with the keys of
-QP-SBGD's per-layer record where they apply (``layer``, ``step``, ``variables``,
-``flip_ratio``, ``wall_time``, ``skipped``), so that logs compare; ``flip_ratio`` is the
-fraction of that layer's binary weights whose sign (``sign(0) = +1``) changed in the step, and ``wall_time`` the seconds of its update (its binary rule, plus its
-share by size of the inner step where the inner optimiser moves the latent weights).
-``last_flip_ratio`` is the flip fraction over all binary weights.
+The split into a binary rule and an inner optimiser is
+:class:`qsgd.binary_optim.BinaryCaseOptimizer`, the base QP-SBGD shares: the inner optimiser
+is ``opt.inner`` (``opt.inner_name``), its state is ``state_dict()["inner"]``. Every step
+records ``last_stats``, one dict per binary parameter ("layer") with the keys of QP-SBGD's
+per-layer record where they apply (``layer``, ``step``, ``variables``, ``num_weights``,
+``num_flipped``, ``flip_ratio``, ``wall_time``, ``skipped``), so that logs compare;
+``flip_ratio`` is :func:`qsgd.binary_optim.flip_ratio`, the fraction of that layer's binary
+weights whose sign (``sign(0) = +1``) changed in the step, and ``wall_time`` the seconds of its
+update (its binary rule, plus its share by size of the inner step where the inner optimiser
+moves the latent weights). ``last_flip_ratio`` is the flip fraction over all binary weights.
 
 Example:
     >>> model = torch.nn.Linear(3, 1)
@@ -37,6 +41,13 @@ from torch import nn
 from torch.optim import Optimizer
 
 from qsgd.binary import is_binary_param
+from qsgd.binary_optim import (
+    INNER_OPTIMIZERS,
+    BinaryCaseOptimizer,
+    count_flips,
+    flip_ratio,
+    make_inner,
+)
 from qsgd.errors import ConfigError
 
 __all__ = [
@@ -53,8 +64,6 @@ __all__ = [
 ]
 
 ParamsT = Iterable[torch.Tensor] | Iterable[dict[str, Any]] | nn.Module
-
-_INNER: dict[str, type[Optimizer]] = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 
 def _check_lr(lr: Any) -> float:
@@ -93,14 +102,15 @@ def prox_binary(w: torch.Tensor, threshold: float) -> torch.Tensor:
     return s + torch.sign(d) * torch.clamp(d.abs() - threshold, min=0.0)
 
 
-class _BinaryCaseOptimizer(Optimizer):
-    """Base: binary rule on tagged parameters, an inner torch optimiser on the others.
+class _BinaryCaseOptimizer(BinaryCaseOptimizer):
+    """Base of the baselines: :class:`qsgd.binary_optim.BinaryCaseOptimizer` over *all* params.
 
-    Subclasses set ``_inner_takes_binary`` (True when the binary rule is "inner step, then a
-    post-processing of the binary weights", as in BinaryConnect and ProxQuant) and implement
-    :meth:`_binary_update`. The inner optimiser mirrors the param groups; its learning rate
-    follows the group's ``lr`` (so schedulers work) and its state travels in
-    :meth:`state_dict` under ``"inner"``.
+    The param groups hold every parameter; the inner optimiser (``inner``, ``"adam"`` or
+    ``"sgd"``) mirrors them, with the non-binary parameters only, or with the binary ones too
+    when ``_inner_takes_binary`` (the binary rule is "inner step, then a post-processing of the
+    binary weights", as in BinaryConnect and ProxQuant). Its learning rate follows the group's
+    ``lr`` (so schedulers work); its state travels in :meth:`state_dict` under ``"inner"``.
+    Subclasses implement :meth:`_binary_update`.
     """
 
     _inner_takes_binary: bool = False
@@ -116,16 +126,11 @@ class _BinaryCaseOptimizer(Optimizer):
         if isinstance(params, nn.Module):
             names = {id(p): _layer_name(n) for n, p in params.named_parameters()}
             params = params.parameters()
-        if not isinstance(inner, str) or inner not in _INNER:
-            raise ConfigError(f"inner must be one of {sorted(_INNER)} (got {inner!r})")
-        if inner_options is not None and not isinstance(inner_options, dict):
-            raise ConfigError(f"inner_options must be a dict or None (got {inner_options!r})")
+        make_inner(inner, [], inner_options)  # validate the name and options first
+        if inner is None:
+            raise ConfigError(f"inner must be one of {sorted(INNER_OPTIMIZERS)} (got None)")
         super().__init__(params, defaults)
-        self.inner_name = inner
-        self.inner_options = dict(inner_options or {})
-        self.last_stats: list[dict[str, Any]] = []
-        self.last_flip_ratio: float = 0.0
-        binary = [p for g in self.param_groups for p in g["params"] if is_binary_param(p)]
+        binary = self.binary_params()
         self._names = {id(p): names.get(id(p), f"param{i}") for i, p in enumerate(binary)}
         groups, self._inner_index = [], []
         for g in self.param_groups:
@@ -133,34 +138,10 @@ class _BinaryCaseOptimizer(Optimizer):
             self._inner_index.append(len(groups) if ps else None)
             if ps:
                 groups.append({"params": ps, "lr": g["lr"]})
-        try:
-            self.inner: Optimizer | None = (
-                _INNER[inner](groups, **self.inner_options) if groups else None
-            )
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"inner_options {self.inner_options!r} rejected by {inner}: {exc}"
-            ) from exc
-
-    # -- torch contract -----------------------------------------------------------------
-
-    def state_dict(self) -> dict[str, Any]:
-        sd = super().state_dict()
-        sd["inner"] = self.inner.state_dict() if self.inner is not None else None
-        return sd
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        sd = dict(state_dict)
-        inner_sd = sd.pop("inner", None)
-        super().load_state_dict(sd)
-        if self.inner is not None:
-            if inner_sd is None:
-                raise ConfigError("state_dict has no 'inner' entry for the inner optimiser")
-            self.inner.load_state_dict(inner_sd)
+        self._set_inner(inner, groups, inner_options)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
-        inner = getattr(self, "inner", None)
         if not hasattr(self, "_inner_index"):
             return  # still in __init__: the inner optimiser is built from all groups afterwards
         g = self.param_groups[-1]
@@ -170,14 +151,14 @@ class _BinaryCaseOptimizer(Optimizer):
         ps = [p for p in g["params"] if self._inner_takes_binary or not is_binary_param(p)]
         if not ps:
             self._inner_index.append(None)
-        elif inner is None:
-            self.inner = _INNER[self.inner_name](
-                [{"params": ps, "lr": g["lr"]}], **self.inner_options
+        elif self.inner is None:
+            self.inner = make_inner(
+                self.inner_name, [{"params": ps, "lr": g["lr"]}], self.inner_options
             )
             self._inner_index.append(0)
         else:
-            inner.add_param_group({"params": ps, "lr": g["lr"]})
-            self._inner_index.append(len(inner.param_groups) - 1)
+            self.inner.add_param_group({"params": ps, "lr": g["lr"]})
+            self._inner_index.append(len(self.inner.param_groups) - 1)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
@@ -208,6 +189,7 @@ class _BinaryCaseOptimizer(Optimizer):
                 "layer": self._names.get(id(p), f"param{len(self._names)}"),
                 "step": int(state["step"]) if "step" in state else 0,
                 "variables": p.numel(),
+                "num_weights": p.numel(),
                 "flip_ratio": 0.0,
                 "num_flipped": 0,
                 "wall_time": 0.0,
@@ -220,11 +202,10 @@ class _BinaryCaseOptimizer(Optimizer):
                     state["step"] = torch.zeros((), dtype=torch.float64)
                 state["step"] += 1
                 record.update(self._binary_update(g, p, state) or {})
-                flipped = int((b != _spin(p)).sum())
                 record.update(
                     step=int(state["step"]),
-                    num_flipped=flipped,
-                    flip_ratio=flipped / p.numel(),
+                    num_flipped=count_flips(b, p),
+                    flip_ratio=flip_ratio(b, p),
                     wall_time=time.perf_counter() - t1,
                 )
             records.append(record)
@@ -233,9 +214,7 @@ class _BinaryCaseOptimizer(Optimizer):
             for r in records:  # the latent update itself ran inside the inner step
                 if not r["skipped"]:
                     r["wall_time"] += inner_time * r["variables"] / total
-        self.last_stats = records
-        flips = sum(r["num_flipped"] for r in records)
-        self.last_flip_ratio = flips / total if total else 0.0
+        self._finish_step(records)
         return loss
 
     def _binary_update(

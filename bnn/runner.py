@@ -162,6 +162,69 @@ class _RunDirGuard:
                 break
 
 
+def _check_resume(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """The checkpoint to resume ``run_dir`` from, once it is known to fit ``cfg``."""
+    if not run_dir.is_dir():
+        raise ConfigError(f"cannot resume: run directory {str(run_dir)!r} does not exist")
+    if not (run_dir / CHECKPOINT_NAME).exists() and not (run_dir / PREVIOUS_NAME).exists():
+        raise ConfigError(
+            f"cannot resume {str(run_dir)!r}: it holds no {CHECKPOINT_NAME} (the run "
+            "stopped before its first checkpoint, so there is nothing to resume); start it "
+            f"again with: bnn train {run_dir / CONFIG_NAME} --set output.overwrite=true"
+        )
+    state = load_checkpoint(run_dir)
+    saved = state.get("config")
+    if saved is not None:
+        old = RunConfig.from_dict(saved, source=f"stored in {run_dir / CHECKPOINT_NAME}")
+        changed = [
+            k
+            for k in incompatible_changes(old, cfg)
+            if not _resume_may_change(k, str(state.get("status")))
+        ]
+        if changed:
+            raise ConfigError(
+                f"cannot resume {str(run_dir)!r}: the config changed incompatibly at "
+                f"{', '.join(changed)} (only train.epochs, train.eval_interval, "
+                "train.num_threads, train.hyperparameters, output.*, name, description and "
+                "the QPU caps may change; after a stop at the QPU cap also annealer.backend, "
+                "annealer.pack, annealer.options and annealer.fallback)"
+            )
+    if cfg.train.epochs < int(state["epoch"]):
+        raise ConfigError(
+            f"train.epochs must be >= the {state['epoch']} epochs already done in "
+            f"{str(run_dir)!r} (got {cfg.train.epochs})"
+        )
+    return state
+
+
+def _check_fresh(cfg: RunConfig, run_dir: Path) -> None:
+    """Refuse a fresh run into a directory that holds a run or other files (unless
+    ``output.overwrite``)."""
+    if not run_dir.is_dir() or cfg.output.overwrite:
+        return
+    existing = run_files(run_dir)
+    if CHECKPOINT_NAME in existing or PREVIOUS_NAME in existing:
+        raise ConfigError(
+            f"run directory {str(run_dir)!r} already holds a run ({', '.join(existing)}); "
+            f"resume it with: bnn train --resume {run_dir}; or pick another --run-dir, "
+            "or set output.overwrite=true"
+        )
+    if existing:
+        raise ConfigError(
+            f"run directory {str(run_dir)!r} holds a run that never wrote a checkpoint "
+            f"({', '.join(existing)}): there is nothing to resume; pick another --run-dir, "
+            "or set output.overwrite=true to replace it"
+        )
+    others = sorted(os.listdir(run_dir))
+    if others:
+        shown = ", ".join(others[:5]) + (f", ... ({len(others)} entries)" if others[5:] else "")
+        raise ConfigError(
+            f"output.run_dir {str(run_dir)!r} must be a new or empty directory (got one "
+            f"holding {shown}); pick another --run-dir, or set output.overwrite=true (which "
+            "replaces only a run's own files)"
+        )
+
+
 def train_from_config(
     cfg: RunConfig,
     *,
@@ -203,58 +266,9 @@ def train_from_config(
     run_dir = Path(cfg.output.run_dir)
     state = None
     if resume:
-        if not run_dir.is_dir():
-            raise ConfigError(f"cannot resume: run directory {str(run_dir)!r} does not exist")
-        if not (run_dir / CHECKPOINT_NAME).exists() and not (run_dir / PREVIOUS_NAME).exists():
-            raise ConfigError(
-                f"cannot resume {str(run_dir)!r}: it holds no {CHECKPOINT_NAME} (the run "
-                "stopped before its first checkpoint, so there is nothing to resume); start it "
-                f"again with: bnn train {run_dir / CONFIG_NAME} --set output.overwrite=true"
-            )
-        state = load_checkpoint(run_dir)
-        saved = state.get("config")
-        if saved is not None:
-            old = RunConfig.from_dict(saved, source=f"stored in {run_dir / CHECKPOINT_NAME}")
-            changed = [
-                k
-                for k in incompatible_changes(old, cfg)
-                if not _resume_may_change(k, str(state.get("status")))
-            ]
-            if changed:
-                raise ConfigError(
-                    f"cannot resume {str(run_dir)!r}: the config changed incompatibly at "
-                    f"{', '.join(changed)} (only train.epochs, train.eval_interval, "
-                    "train.num_threads, train.hyperparameters, output.*, name, description and "
-                    "the QPU caps may change; after a stop at the QPU cap also annealer.backend, "
-                    "annealer.pack, annealer.options and annealer.fallback)"
-                )
-        if cfg.train.epochs < int(state["epoch"]):
-            raise ConfigError(
-                f"train.epochs must be >= the {state['epoch']} epochs already done in "
-                f"{str(run_dir)!r} (got {cfg.train.epochs})"
-            )
-    elif run_dir.is_dir() and not cfg.output.overwrite:
-        existing = run_files(run_dir)
-        if CHECKPOINT_NAME in existing or PREVIOUS_NAME in existing:
-            raise ConfigError(
-                f"run directory {str(run_dir)!r} already holds a run ({', '.join(existing)}); "
-                f"resume it with: bnn train --resume {run_dir}; or pick another --run-dir, "
-                "or set output.overwrite=true"
-            )
-        if existing:
-            raise ConfigError(
-                f"run directory {str(run_dir)!r} holds a run that never wrote a checkpoint "
-                f"({', '.join(existing)}): there is nothing to resume; pick another --run-dir, "
-                "or set output.overwrite=true to replace it"
-            )
-        others = sorted(os.listdir(run_dir))
-        if others:
-            shown = ", ".join(others[:5]) + (f", ... ({len(others)} entries)" if others[5:] else "")
-            raise ConfigError(
-                f"output.run_dir {str(run_dir)!r} must be a new or empty directory (got one "
-                f"holding {shown}); pick another --run-dir, or set output.overwrite=true (which "
-                "replaces only a run's own files)"
-            )
+        state = _check_resume(cfg, run_dir)
+    else:
+        _check_fresh(cfg, run_dir)
     _check_writable(run_dir)
 
     if cfg.train.num_threads is not None:

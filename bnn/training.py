@@ -241,29 +241,41 @@ def fit(
     finally:
         for hook in hooks:
             hook.close()
-    s = trainer.state
+    summary = _summary(trainer, label, optimizer_name, config_dict, run_path)
+    for hook in hooks:
+        hook.on_end(trainer, summary)
+    if run_path is not None:
+        write_summary(run_path, summary)
+    return summary
+
+
+def _summary(
+    trainer: Trainer,
+    label: str,
+    optimizer_name: str,
+    config: dict[str, Any] | None,
+    run_path: Path | None,
+) -> dict[str, Any]:
+    """The summary of a finished :meth:`Trainer.run` (:func:`bnn.train_stats.run_summary`)."""
+    s, optimizer = trainer.state, trainer.optimizer
     summary = run_summary(
         label=label,
         status=trainer.status,
-        epochs=epochs,
+        epochs=trainer.epochs,
         steps=s.step,
-        seed=seed,
+        seed=trainer.seed,
         schedule=trainer.plan.kind,
         optimizer_name=optimizer_name,
         backend=getattr(optimizer, "backend_name", None),
         history=s.history,
         majority_rates=(trainer.data.majority_rate("test"), trainer.data.majority_rate("val")),
         elapsed=s.elapsed,
-        model=model,
-        config=config_dict,
+        model=trainer.model,
+        config=config,
         run_path=run_path,
         qpu_totals=getattr(optimizer, "qpu_totals", None),
     )
     summary["stop_reason"] = trainer.stop_reason
-    for hook in hooks:
-        hook.on_end(trainer, summary)
-    if run_path is not None:
-        write_summary(run_path, summary)
     return summary
 
 

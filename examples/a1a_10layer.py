@@ -20,20 +20,18 @@ reusing the setting chosen by the ``batched`` search (same algorithm, another so
 from __future__ import annotations
 
 import argparse
-import sys
 
 from bnn.data import get_dataset
 from bnn.experiments import (
     Task,
     add_common_arguments,
-    annealer_settings,
     build_methods,
     command_line,
     fair_grids,
-    fix_threads,
-    run_experiment,
+    parse_experiment_args,
+    run_and_write,
+    shorten_neal,
     shrink_tabular,
-    write_results,
 )
 from bnn.models import BinaryMLP
 
@@ -79,13 +77,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--neal-batches", type=int, default=10, help="batches per epoch of QP-SBGD (neal)"
     )
-    args = parser.parse_args(argv)
-    try:
-        backends, annealer = annealer_settings(args, {"num_reads": 1, "num_sweeps": 10})
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    fix_threads(args.threads, numba_too=args.jobs == 1)
+    args, backends, annealer = parse_experiment_args(
+        parser, argv, {"num_reads": 1, "num_sweeps": 10}
+    )
     kwargs = {"root": args.data_root} if args.data_root else {}
     ds = get_dataset("a1a", features="all", val_fraction=0.1, seed=0, **kwargs)
     if args.smoke:
@@ -111,31 +105,22 @@ def main(argv: list[str] | None = None) -> dict:
         include=include,
         qpsbgd_options={"curvature_scale": args.curvature_scale},
     )
-    has_batched = any(m.key == "qpsbgd_batched" for m in methods)
-    for m in methods:
-        if m.key == "qpsbgd_neal" and not args.smoke:
-            m.seeds = list(range(min(args.neal_seeds, args.seeds)))
-            m.epochs, m.max_batches = args.neal_epochs, args.neal_batches
-            if has_batched:
-                m.search_from = "qpsbgd_batched"
+    if not args.smoke:
+        shorten_neal(methods, args, epochs=args.neal_epochs, max_batches=args.neal_batches)
     seeds = list(range(1 if args.smoke else args.seeds))
-    results = run_experiment(
+    return run_and_write(
         task,
         methods,
+        args,
         seeds=seeds,
-        jobs=args.jobs,
-        threads=args.threads,
         title=f"a1a, 10-layer binary MLP (width {width}, batch 16), {len(seeds)} seeds",
+        stem="a1a_10layer",
         extra={
             "command": command_line("examples/a1a_10layer.py", argv),
             "annealer": annealer,
             "smoke": args.smoke,
         },
     )
-    paths = write_results(results, args.out, "a1a_10layer")
-    print(results["table"])
-    print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
-    return results
 
 
 if __name__ == "__main__":

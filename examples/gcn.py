@@ -20,19 +20,17 @@ Planetoid graphs, reusing the setting the ``batched`` search chose.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from bnn.data import get_dataset
 from bnn.experiments import (
     Task,
     add_common_arguments,
-    annealer_settings,
     build_methods,
     command_line,
     fair_grids,
-    fix_threads,
-    run_experiment,
-    write_results,
+    parse_experiment_args,
+    run_and_write,
+    shorten_neal,
 )
 from bnn.models import BinaryGCN
 
@@ -83,17 +81,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data-root", default=None, help="folder with cora.npz, citeseer.npz")
     parser.add_argument("--neal-seeds", type=int, default=1)
     parser.add_argument("--neal-epochs", type=int, default=5)
-    args = parser.parse_args(argv)
+    args, backends, annealer = parse_experiment_args(
+        parser, argv, {"num_reads": 1, "num_sweeps": 20}
+    )
     names = ["karate"] if args.smoke else [d.strip() for d in args.datasets.split(",")]
     unknown = [d for d in names if d not in DATASETS]
     if unknown:
         parser.error(f"--datasets: unknown dataset {unknown[0]!r}; known: {', '.join(DATASETS)}")
-    try:
-        backends, annealer = annealer_settings(args, {"num_reads": 1, "num_sweeps": 20})
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    fix_threads(args.threads, numba_too=args.jobs == 1)
     patience = None if args.patience is None and args.smoke else (args.patience or 50)
     include = args.methods.split(",") if args.methods else None
     seeds = list(range(1 if args.smoke else args.seeds))
@@ -119,29 +113,21 @@ def main(argv: list[str] | None = None) -> dict:
             include=include,
             qpsbgd_options={"curvature_scale": args.curvature_scale},
         )
-        has_batched = any(m.key == "qpsbgd_batched" for m in methods)
-        for m in methods:
-            if m.key == "qpsbgd_neal" and name != "karate" and not args.smoke:
-                m.seeds = list(range(min(args.neal_seeds, args.seeds)))
-                m.epochs = args.neal_epochs
-                if has_batched:
-                    m.search_from = "qpsbgd_batched"
-        results = run_experiment(
+        if name != "karate" and not args.smoke:
+            shorten_neal(methods, args, epochs=args.neal_epochs)
+        results = run_and_write(
             task,
             methods,
+            args,
             seeds=seeds,
-            jobs=args.jobs,
-            threads=args.threads,
             title=f"{name}, binary GCN (hidden {hidden}, full batch), {len(seeds)} seeds",
+            stem=f"gcn_{name}",
             extra={
                 "command": command_line("examples/gcn.py", argv),
                 "annealer": annealer,
                 "smoke": args.smoke,
             },
         )
-        paths = write_results(results, args.out, f"gcn_{name}")
-        print(results["table"])
-        print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
         out[name] = results
     return out
 

@@ -55,12 +55,15 @@ Example:
 
 from __future__ import annotations
 
-# private names some tests and scripts reach through the package (kept for compatibility)
+# names with a leading underscore are private; some tests reach them through the package
 from bnn.experiments.cli import (
     _ResumeDirAction,  # noqa: F401
     add_common_arguments,
     annealer_settings,
     command_line,
+    parse_experiment_args,
+    run_and_write,
+    shorten_neal,
 )
 from bnn.experiments.harness import environment, run_experiment
 from bnn.experiments.methods import (
@@ -122,6 +125,9 @@ __all__ = [
     "summary_markdown",
     "add_common_arguments",
     "annealer_settings",
+    "parse_experiment_args",
+    "shorten_neal",
+    "run_and_write",
     "command_line",
     "environment",
     "run_experiment",

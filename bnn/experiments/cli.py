@@ -157,3 +157,84 @@ def command_line(script: str | None = None, argv: Sequence[str] | None = None) -
         if path.is_absolute() and path.is_relative_to(Path.cwd()):
             args[0] = str(path.relative_to(Path.cwd()))
     return "python " + " ".join(shlex.quote(a) for a in args)
+
+
+def parse_experiment_args(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    annealer_defaults: Mapping[str, Any],
+) -> tuple[argparse.Namespace, list[str], dict[str, Any]]:
+    """Parse an experiment script's arguments, read its annealer settings, fix its threads.
+
+    Bad input ends the process with exit code 2 and one ``error: ...`` line on stderr (no
+    traceback). The thread counts are fixed with :func:`bnn.experiments.fix_threads` (numba's
+    too unless ``--jobs`` forks workers).
+
+    Returns:
+        ``(args, backends, annealer)``: the namespace and :func:`annealer_settings`'s result.
+    """
+    from bnn.experiments.methods import fix_threads
+
+    args = parser.parse_args(argv)
+    try:
+        backends, annealer = annealer_settings(args, annealer_defaults)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    fix_threads(args.threads, numba_too=args.jobs == 1)
+    return args, backends, annealer
+
+
+def shorten_neal(
+    methods: Sequence[Any],
+    args: argparse.Namespace,
+    *,
+    epochs: int,
+    max_batches: int | None = None,
+) -> None:
+    """Give the QP-SBGD column on the single-problem ``neal`` backend a shorter budget.
+
+    ``neal`` solves one problem per call and is orders of magnitude slower than ``batched``: it
+    runs ``--neal-seeds`` seeds (at most ``--seeds``) for ``epochs`` epochs (and
+    ``max_batches`` batches per epoch when given), reusing the ``batched`` column's search
+    when that column runs.
+    """
+    has_batched = any(m.key == "qpsbgd_batched" for m in methods)
+    for m in methods:
+        if m.key == "qpsbgd_neal":
+            m.seeds = list(range(min(args.neal_seeds, args.seeds)))
+            m.epochs = epochs
+            if max_batches is not None:
+                m.max_batches = max_batches
+            if has_batched:
+                m.search_from = "qpsbgd_batched"
+
+
+def run_and_write(
+    task: Any,
+    methods: Sequence[Any],
+    args: argparse.Namespace,
+    *,
+    seeds: Sequence[int],
+    title: str,
+    stem: str,
+    extra: Mapping[str, Any],
+) -> dict[str, Any]:
+    """:func:`bnn.experiments.run_experiment`, then :func:`bnn.experiments.write_results` into
+    ``--out`` as ``STEM.*``; prints the table (stdout) and the files written (stderr)."""
+    from bnn.experiments.harness import run_experiment
+    from bnn.experiments.report import write_results
+
+    results = run_experiment(
+        task,
+        methods,
+        seeds=seeds,
+        jobs=args.jobs,
+        threads=args.threads,
+        title=title,
+        extra=dict(extra),
+    )
+    paths = write_results(results, args.out, stem)
+    print(results["table"])
+    print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+    return results

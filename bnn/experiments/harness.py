@@ -73,7 +73,6 @@ def run_experiment(
     Raises:
         ValueError: a ``search_from`` that is not run, or ``jobs < 1``.
     """
-    from bnn.training import _Data
 
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive int (got {jobs!r})")
@@ -89,52 +88,109 @@ def run_experiment(
     methods = list(methods)
     first = [i for i, m in enumerate(methods) if m.search_from is None]
     later = [i for i, m in enumerate(methods) if m.search_from is not None]
+    t0 = time.perf_counter()
+    if jobs == 1 or len(first) < 2:
+        done, worker_numba = _run_here(task, methods, first + later, seeds, search_seed, log), None
+    else:
+        done, worker_numba = _run_in_workers(
+            task, methods, (first, later), seeds, search_seed, log, jobs, threads
+        )
+    ordered = {k: done[k] for k in keys}
+    results = _document(task, title, ordered, seeds, search_seed, threads, jobs)
+    # the parent of forked workers must not start numba's OpenMP pool (a later experiment
+    # of the same script forks again): the workers report their numba thread count
+    results["environment"] = environment(
+        threads, numba_threads=worker_numba if jobs > 1 else "query"
+    )
+    results["wall_time"] = time.perf_counter() - t0
+    results["extra"] = dict(extra or {})
+    results["table"] = markdown_table(results)
+    return results
+
+
+def _report(task: Task, res: Mapping[str, Any], log: Callable[[str], None]) -> None:
+    s = res["summary"]
+    log(
+        f"[{task.name}] {res['label']}: chosen {res['chosen']}, test accuracy "
+        f"{_fmt(s['test_accuracy'], 4)} (best-val epoch), {_fmt(s['wall_time_per_epoch'], 2)}"
+        f" s/epoch, {res['wall_time']['total']:.0f} s"
+    )
+
+
+def _run_here(
+    task: Task,
+    methods: Sequence[Method],
+    order: Sequence[int],
+    seeds: Sequence[int],
+    search_seed: int,
+    log: Callable[[str], None],
+) -> dict[str, dict[str, Any]]:
+    """Run ``methods[i]`` for ``i`` in ``order`` in this process; results by key."""
+    done: dict[str, dict[str, Any]] = {}
+    for i in order:
+        m = methods[i]
+        chosen = done[m.search_from]["chosen"] if m.search_from else None
+        log(f"[{task.name}] {m.label}: " + ("runs" if chosen else f"search ({len(m.grid)}+)"))
+        done[m.key] = run_method(task, m, seeds=seeds, search_seed=search_seed, chosen=chosen)
+        _report(task, done[m.key], log)
+    return done
+
+
+def _run_in_workers(
+    task: Task,
+    methods: Sequence[Method],
+    order: tuple[Sequence[int], Sequence[int]],
+    seeds: Sequence[int],
+    search_seed: int,
+    log: Callable[[str], None],
+    jobs: int,
+    threads: int | None,
+) -> tuple[dict[str, dict[str, Any]], int | None]:
+    """Run the methods in ``jobs`` forked workers: first those that search (``order[0]``),
+    then those reusing a search (``order[1]``). Returns the results by key and the workers'
+    numba thread count."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    first, later = order
     done: dict[str, dict[str, Any]] = {}
     worker_numba: int | None = None
-    t0 = time.perf_counter()
+    _POOL_STATE.update(task=task, methods=methods, seeds=list(seeds), search_seed=search_seed)
+    try:
+        with ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_pool_init,
+            initargs=(threads,),
+        ) as pool:
+            futures = {pool.submit(_pool_run, i, None): i for i in first}
+            log(f"[{task.name}] {len(first)} methods on {jobs} workers")
+            for fut, i in futures.items():
+                done[methods[i].key], worker_numba = fut.result()
+                _report(task, done[methods[i].key], log)
+            futures = {
+                pool.submit(_pool_run, i, done[methods[i].search_from]["chosen"]): i for i in later
+            }
+            for fut, i in futures.items():
+                done[methods[i].key], worker_numba = fut.result()
+                _report(task, done[methods[i].key], log)
+    finally:
+        _POOL_STATE.clear()
+    return done, worker_numba
 
-    def report(res: Mapping[str, Any]) -> None:
-        s = res["summary"]
-        log(
-            f"[{task.name}] {res['label']}: chosen {res['chosen']}, test accuracy "
-            f"{_fmt(s['test_accuracy'], 4)} (best-val epoch), {_fmt(s['wall_time_per_epoch'], 2)}"
-            f" s/epoch, {res['wall_time']['total']:.0f} s"
-        )
 
-    if jobs == 1 or len(first) < 2:
-        for i in first + later:
-            m = methods[i]
-            chosen = done[m.search_from]["chosen"] if m.search_from else None
-            log(f"[{task.name}] {m.label}: " + ("runs" if chosen else f"search ({len(m.grid)}+)"))
-            done[m.key] = run_method(task, m, seeds=seeds, search_seed=search_seed, chosen=chosen)
-            report(done[m.key])
-    else:
-        from concurrent.futures import ProcessPoolExecutor
+def _document(
+    task: Task,
+    title: str,
+    ordered: Mapping[str, Any],
+    seeds: Sequence[int],
+    search_seed: int,
+    threads: int | None,
+    jobs: int,
+) -> dict[str, Any]:
+    """The results document without its environment, timing and extra fields."""
+    from bnn.training import _Data
 
-        _POOL_STATE.update(task=task, methods=methods, seeds=list(seeds), search_seed=search_seed)
-        try:
-            with ProcessPoolExecutor(
-                max_workers=jobs,
-                mp_context=multiprocessing.get_context("fork"),
-                initializer=_pool_init,
-                initargs=(threads,),
-            ) as pool:
-                futures = {pool.submit(_pool_run, i, None): i for i in first}
-                log(f"[{task.name}] {len(first)} methods on {jobs} workers")
-                for fut, i in futures.items():
-                    done[methods[i].key], worker_numba = fut.result()
-                    report(done[methods[i].key])
-                futures = {
-                    pool.submit(_pool_run, i, done[methods[i].search_from]["chosen"]): i
-                    for i in later
-                }
-                for fut, i in futures.items():
-                    done[methods[i].key], worker_numba = fut.result()
-                    report(done[methods[i].key])
-        finally:
-            _POOL_STATE.clear()
     data = _Data(task.dataset)
-    ordered = {k: done[k] for k in keys}
     results: dict[str, Any] = {
         "task": task.name,
         "title": title or task.name,
@@ -166,13 +222,7 @@ def run_experiment(
         },
         "methods": ordered,
         "paired": paired_differences(ordered),
-        # the parent of forked workers must not start numba's OpenMP pool (a later experiment
-        # of the same script forks again): the workers report their numba thread count
-        "environment": environment(threads, numba_threads=worker_numba if jobs > 1 else "query"),
-        "wall_time": time.perf_counter() - t0,
-        "extra": dict(extra or {}),
     }
-    results["table"] = markdown_table(results)
     return results
 
 

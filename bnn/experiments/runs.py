@@ -59,6 +59,57 @@ def _score(record: Mapping[str, Any]) -> tuple[float, float]:
     return acc, -loss
 
 
+class _Curve:
+    """The ``fit`` callback of :func:`train_once`: the per-epoch curve, the best-validation
+    epoch, early stopping (raises :class:`_EarlyStop`) and the summed solver time."""
+
+    def __init__(self, patience: int | None, epochs: int) -> None:
+        self.patience, self.epochs = patience, epochs
+        self.curve: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self.since = 0
+        self.solver = 0.0
+
+    def __call__(self, kind: str, record: Mapping[str, Any]) -> None:
+        if kind == "step":
+            self.solver += record.get("solver_time") or 0.0
+            return
+        point = {k: record.get(k) for k in _CURVE_KEYS}
+        self.curve.append(point)
+        if self.best is None or _score(point) > _score(self.best):
+            self.best, self.since = point, 0
+        else:
+            self.since += 1
+        if (
+            self.patience is not None
+            and self.since >= self.patience
+            and point["epoch"] < self.epochs
+        ):
+            raise _EarlyStop
+
+    def record(
+        self, *, seed: int, hparams: Mapping[str, Any], epochs: int, max_batches: int | None
+    ) -> dict[str, Any]:
+        """The run's record without its timings and curve (best-validation epoch numbers)."""
+        best, last = self.best, self.curve[-1]
+        return {
+            "seed": seed,
+            "hparams": dict(hparams),
+            "epochs": epochs,
+            "epochs_run": len(self.curve),
+            "best_epoch": best["epoch"],
+            "max_batches_per_epoch": max_batches,
+            "train_loss": last["train_loss"],
+            "val_accuracy": best["val_accuracy"],
+            "val_loss": best["val_loss"],
+            "test_accuracy": best["test_accuracy"],
+            "test_loss": best["test_loss"],
+            "last": {
+                k: last[k] for k in ("val_accuracy", "val_loss", "test_accuracy", "test_loss")
+            },
+        }
+
+
 def train_once(
     task: Task,
     method: Method,
@@ -108,22 +159,7 @@ def train_once(
         if cached is not None:
             return cached
     optimizer = _make_optimizer(method, model, hparams, seed)
-    curve: list[dict[str, Any]] = []
-    state: dict[str, Any] = {"best": None, "since": 0, "solver": 0.0}
-
-    def collect(kind: str, record: Mapping[str, Any]) -> None:
-        if kind == "step":
-            state["solver"] += record.get("solver_time") or 0.0
-            return
-        point = {k: record.get(k) for k in _CURVE_KEYS}
-        curve.append(point)
-        if state["best"] is None or _score(point) > _score(state["best"]):
-            state["best"], state["since"] = point, 0
-        else:
-            state["since"] += 1
-        if patience is not None and state["since"] >= patience and point["epoch"] < epochs:
-            raise _EarlyStop
-
+    watch = _Curve(patience, epochs)
     max_batches = method.max_batches if method.max_batches is not None else task.max_batches
     t0 = time.perf_counter()
     try:
@@ -138,31 +174,19 @@ def train_once(
             max_batches_per_epoch=max_batches,
             progress=False,
             plots=False,
-            callbacks=[collect],
+            callbacks=[watch],
             handle_signals=False,
         )
     except _EarlyStop:
         pass
     wall = time.perf_counter() - t0
-    best, last = state["best"], curve[-1]
-    record = {
-        "seed": seed,
-        "hparams": dict(hparams),
-        "epochs": epochs,
-        "epochs_run": len(curve),
-        "best_epoch": best["epoch"],
-        "max_batches_per_epoch": max_batches,
-        "train_loss": last["train_loss"],
-        "val_accuracy": best["val_accuracy"],
-        "val_loss": best["val_loss"],
-        "test_accuracy": best["test_accuracy"],
-        "test_loss": best["test_loss"],
-        "last": {k: last[k] for k in ("val_accuracy", "val_loss", "test_accuracy", "test_loss")},
-        "wall_time": wall,
-        "wall_time_per_epoch": wall / max(len(curve), 1),
-        "solver_time": state["solver"],
-        "curve": curve,
-    }
+    record = watch.record(seed=seed, hparams=hparams, epochs=epochs, max_batches=max_batches)
+    record.update(
+        wall_time=wall,
+        wall_time_per_epoch=wall / max(len(watch.curve), 1),
+        solver_time=watch.solver,
+        curve=watch.curve,
+    )
     if store is not None:
         store.put(key, _jsonable(record), inputs)
     return record
