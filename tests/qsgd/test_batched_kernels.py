@@ -152,7 +152,9 @@ def test_lane_width():
 def test_factor_energies_equal_dense_energies():
     batch = _layer_batch(6, m=5, n=33)
     samples = np.random.default_rng(0).choice([-1, 1], size=(5, 7, 33)).astype(np.int8)
-    assert np.allclose(_energies(batch, samples, True), batch.energies(samples), rtol=1e-12, atol=1e-12)
+    assert np.allclose(
+        _energies(batch, samples, True), batch.energies(samples), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_auto_path_choice(sampler):
@@ -171,18 +173,28 @@ def test_auto_path_choice(sampler):
         (dict(num_threads=0), r"num_threads must be a positive int \(got 0\)"),
         (dict(num_threads=1.5), r"num_threads must be a positive int \(got 1.5\)"),
         (dict(kernel="slow"), r"kernel must be one of \['fast', 'reference'\] \(got 'slow'\)"),
-        (dict(path="sparse"), r"path must be one of \['auto', 'factor', 'dense'\] \(got 'sparse'\)"),
+        (
+            dict(path="sparse"),
+            r"path must be one of \['auto', 'factor', 'dense'\] \(got 'sparse'\)",
+        ),
         (dict(path="factor"), r"path='factor' needs a batch with a low-rank factor"),
+        (
+            dict(kernel="reference", device="torch-cpu"),
+            r"kernel='reference' runs on the CPU only: use device='cpu' \(got device='torch-cpu'\)",
+        ),
     ],
 )
 def test_bad_run_settings(sampler, kwargs, match):
+    kw = {"num_reads": 1, "num_sweeps": 1, "device": "cpu", **kwargs}
     with pytest.raises(ConfigError, match=match):
-        sampler.sample_batch(_glass(0, m=2, n=6), num_reads=1, num_sweeps=1, device="cpu", **kwargs)
+        sampler.sample_batch(_glass(0, m=2, n=6), **kw)
 
 
 # --------------------------------------------------------------------------- CUDA (skipped without)
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (torch.cuda.is_available() is False)")
+cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA (torch.cuda.is_available() is False)"
+)
 
 
 @cuda
