@@ -69,11 +69,11 @@ from bnn.callbacks import (
     TensorBoard,
 )
 from bnn.config import RunConfig
-from bnn.evaluation import _Data, evaluate
+from bnn.evaluation import _Data, evaluate  # noqa: F401 - _Data: scripts and tests use it
 from bnn.records import write_summary
 from bnn.runner import evaluate_run, resume_run, run_files, train_from_config
-from bnn.train_stats import CONFIG_NAME, QPU_CAP_STATUS, run_summary
-from bnn.trainer import Trainer, _signal_guard, _train_step
+from bnn.train_stats import CONFIG_NAME, QPU_CAP_STATUS, run_summary  # noqa: F401
+from bnn.trainer import Trainer, _signal_guard, _train_step  # noqa: F401 - _train_step: tests
 
 __all__ = [
     "CONFIG_NAME",
@@ -90,9 +90,6 @@ __all__ = [
     "evaluate_run",
     "run_files",
 ]
-
-# private names other modules, scripts and tests reach through this module (compatibility)
-_COMPAT = (_Data, _train_step, QPU_CAP_STATUS)
 
 
 def fit(
