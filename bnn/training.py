@@ -70,7 +70,7 @@ from bnn.callbacks import (
 )
 from bnn.config import RunConfig
 from bnn.evaluation import _Data, evaluate  # noqa: F401 - _Data: scripts and tests use it
-from bnn.records import write_summary
+from bnn.records import METRICS_NAME, SUMMARY_NAME, write_summary  # noqa: F401 - re-exported
 from bnn.runner import evaluate_run, resume_run, run_files, train_from_config
 from bnn.train_stats import CONFIG_NAME, QPU_CAP_STATUS, run_summary  # noqa: F401
 from bnn.trainer import Trainer, _signal_guard, _train_step  # noqa: F401 - _train_step: tests
