@@ -154,10 +154,8 @@ def ising_energies(
     """
     s = np.asarray(spins)
     if s.ndim not in (2, 3):
-        raise ProblemError(
-            f"spins must have shape (m, n) or (m, reads, n) (got shape {s.shape})"
-        )
-    m, n = h.shape[0], h.shape[-1]
+        raise ProblemError(f"spins must have shape (m, n) or (m, reads, n) (got shape {s.shape})")
+    n = h.shape[-1]
     s3 = s.reshape(s.shape[0], -1, s.shape[-1])  # (m, reads, n)
     lin = np.einsum("mrn,mn->mr", s3.astype(np.float64), np.asarray(h, dtype=np.float64))
     flat = s3.reshape(-1, s3.shape[-1])  # (m * reads, n)

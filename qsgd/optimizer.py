@@ -36,8 +36,7 @@ from torch import nn
 
 from qsgd.errors import ConfigError, ProblemError
 from qsgd.ising import IsingBatch
-from qsgd.curvature import attach_sampled_fisher, kfac_curvature, per_neuron_layer_ising
-from qsgd.qubo import FORMULATIONS, layer_ising, solve_blockwise
+from qsgd.qubo import FORMULATIONS, layer_ising, solve_blockwise, solve_blockwise_many
 from qsgd.samplers.registry import (
     accepted_run_options,
     get_sampler,
@@ -65,7 +64,7 @@ _GROUP_KEYS = (
     "damping",
 )
 #: Accepted values of ``curvature_scale``.
-CURVATURE_SCALES: tuple[str, ...] = ("unit", "fisher", "kfac")  # kfac: qsgd.curvature
+CURVATURE_SCALES: tuple[str, ...] = ("unit", "fisher")
 
 
 def _is_real(value: Any) -> bool:
@@ -337,9 +336,6 @@ class QPSBGD(torch.optim.Optimizer):
             batch-mean loss through batch norm the gradients of hidden layers are orders of
             magnitude smaller than 1, so with ``"unit"`` the couplings swamp the fields and the
             solution ignores the gradient; ``"fisher"`` keeps them commensurate (docs/tuning.md).
-            ``"kfac"``: one curvature per neuron, the diagonal of K-FAC's output factor from
-            labels sampled from the model (the true Fisher; one extra backward per step), times
-            ``curvature`` (1: no tuned factor); see :mod:`qsgd.curvature`.
         normalize: Column-normalise the layer inputs in the curvature.
         formulation: ``"binary_gradient"``, ``"projected"`` or ``"sign_match"`` (the paper's
             sign-matching problems, one per neuron: :func:`qsgd.sign_match.sign_match_update`).
@@ -487,7 +483,6 @@ class QPSBGD(torch.optim.Optimizer):
         self._layers: list[Any] = [layer for _, layer in layers]
         for layer in self._layers:
             layer.capture = True
-        self._sampled_fisher = attach_sampled_fisher(self)  # None unless a layer uses "kfac"
 
         self.backend_name, self.sampler, self.run_options, cfg_seed, cfg_block = _resolve_backend(
             backend, backend_options
@@ -607,7 +602,10 @@ class QPSBGD(torch.optim.Optimizer):
         return self._apply_update(job, self._solve_layers([job])[0])
 
     def _update_layers(
-        self, scheduled: list[int], captured: Mapping[int, tuple[torch.Tensor, torch.Tensor]], step: int
+        self,
+        scheduled: list[int],
+        captured: Mapping[int, tuple[torch.Tensor, torch.Tensor]],
+        step: int,
     ) -> list[dict[str, Any]]:
         """Update the scheduled layers: build every layer's problems, solve them, then update.
 
@@ -664,10 +662,7 @@ class QPSBGD(torch.optim.Optimizer):
         curvature = float(group["curvature"])
         if group.get("curvature_scale", "unit") == "fisher":
             curvature = fisher_curvature(Gn.astype(np.float64), curvature)
-        build = layer_ising
-        if group.get("curvature_scale") == "kfac":  # per neuron, qsgd.curvature
-            curvature, build = kfac_curvature(self, index, curvature), per_neuron_layer_ising
-        batch = build(
+        batch = layer_ising(
             Xn,
             Gn,
             eta=lr,
@@ -726,13 +721,22 @@ class QPSBGD(torch.optim.Optimizer):
         """
         out: list[_Solved | None] = [None] * len(jobs)
         direct: list[int] = []
+        blocked: dict[int, list[int]] = {}  # block size -> jobs solved block-wise
         for k, job in enumerate(jobs):
             limit = self._block_limit(job.record["layer"], job.batch.num_variables)
             if limit is not None and job.batch.num_variables > limit:
-                out[k] = self._solve_blockwise(job, limit)
+                blocked.setdefault(int(limit), []).append(k)
             else:
                 direct.append(k)
         many = getattr(self.sampler, "sample_batches", None)
+        for limit, ks in blocked.items():
+            if len(ks) > 1 and callable(many):  # block r of every layer in one call per round
+                solved = self._solve_blockwise_together([jobs[k] for k in ks], limit, many)
+                for k, one in zip(ks, solved, strict=True):
+                    out[k] = one
+            else:
+                for k in ks:
+                    out[k] = self._solve_blockwise(jobs[k], limit)
         if len(direct) > 1 and callable(many):
             seeds = [jobs[k].seed if self._seed_accepted else None for k in direct]
             results = many([jobs[k].batch for k in direct], seeds=seeds, **self.run_options)
@@ -746,6 +750,47 @@ class QPSBGD(torch.optim.Optimizer):
             res = solve_batch(self.sampler, jobs[k].batch, **run)
             out[k] = _solved(res, jobs[k].batch.num_problems, self.backend_name)
         return out  # type: ignore[return-value]
+
+    def _solve_blockwise_together(
+        self, jobs: list[_LayerJob], limit: int, many: Callable[..., Any]
+    ) -> list[_Solved]:
+        """Block-wise solves of several layers in lock step (:func:`qsgd.qubo.solve_blockwise_many`):
+        round ``r`` sends block ``r`` of every layer to one ``sample_batches`` call; each layer
+        uses its own seed and gets its share of every call in its record."""
+        qpus = [_QPUUse() for _ in jobs]
+        counts: list[dict[str, int]] = [{} for _ in jobs]
+        walls = [0.0] * len(jobs)
+
+        def solve_many(subs: list[IsingBatch], which: list[int]) -> list[Any]:
+            seeds = [jobs[i].seed if self._seed_accepted else None for i in which]
+            results = many(subs, seeds=seeds, **self.run_options)
+            for i, sub, res in zip(which, subs, results, strict=True):
+                one = _solved(res, sub.num_problems, self.backend_name, shared=True)
+                qpus[i].calls += int(one.qpu["qpu_calls"])
+                qpus[i].problems += float(one.qpu["problems_per_call"] or 0.0) * int(
+                    one.qpu["qpu_calls"]
+                )
+                qpus[i].access += float(one.qpu["qpu_access_time"])
+                cbf = one.qpu["chain_break_fraction"]
+                if cbf is not None:
+                    qpus[i].cbf_sum += float(cbf) * sub.num_problems
+                    qpus[i].cbf_problems += sub.num_problems
+                walls[i] += one.wall
+                for name, v in one.counts.items():
+                    counts[i][name] = counts[i].get(name, 0) + int(v)
+            return results
+
+        initials = [
+            np.where(job.batch.h <= 0, 1, -1)
+            if job.formulation == "binary_gradient"
+            else _signs(job.old_pos)
+            for job in jobs
+        ]
+        found = solve_blockwise_many([job.batch for job in jobs], solve_many, limit, initials)
+        return [
+            _Solved(spins, energies, walls[i], counts[i], qpus[i].record(), int(limit))
+            for i, (spins, energies) in enumerate(found)
+        ]
 
     def _solve_blockwise(self, job: _LayerJob, limit: int) -> _Solved:
         run = dict(self.run_options)

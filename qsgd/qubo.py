@@ -45,6 +45,7 @@ __all__ = [
     "split_blocks",
     "restrict_to_block",
     "solve_blockwise",
+    "solve_blockwise_many",
     "brute_force",
 ]
 
@@ -712,6 +713,69 @@ def solve_blockwise(
             spins[np.ix_(better, block)] = cand[better]
             energies = np.where(better, e_new, energies)
     return spins, batch.energies(spins)
+
+
+def solve_blockwise_many(
+    batches: list[IsingBatch],
+    solve_many: Callable[[list[IsingBatch], list[int]], list[Any]],
+    max_block_vars: int,
+    initials: list[Any],
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`solve_blockwise` (one sweep, contiguous blocks) of several batches in lock step.
+
+    Round ``r`` restricts every batch to its ``r``-th block and hands all those problems to
+    one ``solve_many`` call (e.g. a QPU composite that packs problems of several layers into
+    each call), so a step needs as many rounds as its largest layer has blocks instead of one
+    solve per block of every layer. Each batch follows exactly the descent of
+    :func:`solve_blockwise`: its blocks in order, each replaced only where the energy does
+    not increase.
+
+    Args:
+        batches: The batches (sizes may differ).
+        solve_many: ``solve_many(subs, which) -> [result, ...]``: the restricted problems of the
+            batches ``which`` (indices into ``batches``; a batch with fewer blocks drops out
+            of the later rounds), one result each, as ``solve`` returns for
+            :func:`solve_blockwise`.
+        max_block_vars: Largest block the solver accepts.
+        initials: Starting spins per batch (``(m, n)`` or ``(n,)``, exactly ±1).
+
+    Returns:
+        ``[(spins, energies), ...]`` per batch: ``int8`` ``(m, n)`` and ``(m,)``.
+    """
+    if len(initials) != len(batches):
+        raise ValueError(
+            f"initials must have one entry per batch ({len(batches)}) (got {len(initials)})"
+        )
+    spins, energies, blocks = [], [], []
+    for batch, initial in zip(batches, initials, strict=True):
+        m, n = batch.num_problems, batch.num_variables
+        s = np.asarray(initial, dtype=np.float64)
+        if s.ndim == 1:
+            s = np.broadcast_to(s, (m, n))
+        if s.shape != (m, n):
+            raise ProblemError(
+                f"initial must have shape ({m}, {n}) or ({n},) (got shape {s.shape})"
+            )
+        if not np.all(np.abs(s) == 1):
+            raise ProblemError("initial must hold spins that are exactly +1 or -1")
+        spins.append(s.astype(np.int8))
+        energies.append(batch.energies(spins[-1]))
+        blocks.append(split_blocks(n, max_block_vars))
+    for r in range(max(len(b) for b in blocks)):
+        active = [i for i in range(len(batches)) if r < len(blocks[i])]
+        subs = [restrict_to_block(batches[i], spins[i], blocks[i][r]) for i in active]
+        results = solve_many(subs, active)
+        if len(results) != len(subs):
+            raise ProblemError(
+                f"solve_many must return one result per batch ({len(subs)}) (got {len(results)})"
+            )
+        for i, sub, res in zip(active, subs, results, strict=True):
+            cand = _best_of(res, sub)
+            e_new = sub.energies(cand)
+            better = e_new <= energies[i]
+            spins[i][np.ix_(better, blocks[i][r])] = cand[better]
+            energies[i] = np.where(better, e_new, energies[i])
+    return [(s, b.energies(s)) for s, b in zip(spins, batches, strict=True)]
 
 
 # --------------------------------------------------------------------------- brute force

@@ -399,6 +399,202 @@ class PackedQPUSampler(Sampler, dimod.ComposedSampler):
         }
         return BatchResult(samples=samples, energies=energies, info=info)
 
+    def sample_batches(
+        self,
+        batches: list[IsingBatch],
+        *,
+        seeds: list[int | None] | None = None,
+        num_reads: int | None = None,
+        chain_strength: float | None = None,
+        annealing_time: float | None = None,
+        problems_per_call: int | None = None,
+    ) -> list[BatchResult]:
+        """Solve the problems of several batches (e.g. every layer of a training step) together.
+
+        Batches whose problems fit equally many per call are packed together: their problems,
+        in order, fill calls of ``k`` slots sized for the largest of them (a problem of fewer
+        spins uses the first chains of its slot's clique embedding, at no loss of capacity),
+        so the layers of a step share calls instead of each leaving a partly filled last call.
+        Each problem keeps its own couplings, chain strength (``uniform_torque_compensation``
+        of its batch, or ``chain_strength``) and scaling. Every call is submitted before any
+        is resolved.
+
+        Args:
+            batches: The batches; sizes may differ.
+            seeds: One per batch (or None); call ``c`` gets the ``c``-th child of their seeds.
+            num_reads, chain_strength, annealing_time, problems_per_call: as for
+                :meth:`sample_batch`.
+
+        Returns:
+            One :class:`BatchResult` per batch (reads sorted by energy, energies from the
+            batch) whose ``info`` holds the batch's share of the calls: ``qpu_calls`` (each call
+            counted for the batch owning most of its problems, so the counts add up to the
+            calls made), ``problems_per_call`` (problems in those calls per call),
+            ``qpu_access_time`` (each call's time split by problems), ``chain_break_fraction``
+            and ``chain_break_fractions`` (its problems), ``wall_time`` (split by spins), and
+            ``shared_calls`` (the calls made for all batches).
+
+        Raises:
+            As :meth:`sample_batch`.
+        """
+        from dwave.embedding import embed_bqm
+
+        from qsgd.samplers.base import problem_seeds
+
+        t0 = time.perf_counter()
+        batches = list(batches)
+        for b in batches:
+            if not isinstance(b, IsingBatch):
+                raise TypeError(f"batches must hold IsingBatch objects (got {type(b).__name__})")
+        seeds = [None] * len(batches) if seeds is None else list(seeds)
+        if len(seeds) != len(batches):
+            raise ConfigError(
+                f"seeds must have one entry per batch ({len(batches)}) (got {len(seeds)})"
+            )
+        kw = dict(self.backend.defaults)
+        for name, value in (
+            ("num_reads", num_reads),
+            ("chain_strength", chain_strength),
+            ("annealing_time", annealing_time),
+        ):
+            if value is not None:
+                kw[name] = value
+        _check_positive_int("num_reads", kw["num_reads"])
+        if self.backend.child is None or not batches:
+            return [self._fallback_batch(b, kw, s) for b, s in zip(batches, seeds, strict=True)]
+        nb = len(batches)
+        sizes = np.array([b.num_problems for b in batches])
+        ns = np.array([b.num_variables for b in batches])
+        total = int(sizes.sum())
+        wanted = problems_per_call or self.problems_per_call
+        # groups of batches that fit equally many problems per call (slots of the group's largest n)
+        fits = [self._per_call(int(n), wanted, total)[0] for n in ns]
+        groups: dict[int, list[int]] = {}
+        for b_i in np.argsort(ns, kind="stable"):
+            groups.setdefault(fits[b_i], []).append(int(b_i))
+        strengths = [
+            _chain_strength(b, self.embeddings(b.num_variables, 1)[0], kw.get("chain_strength"))
+            for b in batches
+        ]
+        given = [int(s) for s in seeds if s is not None]
+        base = int(np.random.SeedSequence(given).generate_state(1)[0] >> 1) if given else None
+        child = self.backend.child
+        props = getattr(child, "properties", {}) or {}
+        h_bound = _symmetric_bound(props.get("h_range"), 1.0)
+        j_bound = _symmetric_bound(props.get("j_range"), 1.0)
+        reads = int(kw["num_reads"])
+        child_kw: dict[str, Any] = {"num_reads": reads}
+        if kw.get("annealing_time") is not None:
+            child_kw["annealing_time"] = kw["annealing_time"]
+        seeded = "seed" in self.backend.parameters
+        couplers = []
+        for b in batches:  # each batch's upper-triangle couplings, once
+            iu, ju = np.triu_indices(b.num_variables, k=1)
+            jv = b.J[iu, ju]
+            nz = jv != 0
+            couplers.append((iu[nz], ju[nz], jv[nz]))
+        plans = []  # (owner, local, n_max, k, embs, slot_of, var_of) per group
+        for members in (sorted(g) for g in groups.values()):
+            n_max = int(ns[members].max())
+            k, embs = self._per_call(n_max, wanted, int(sizes[members].sum()))
+            owner = np.repeat(np.array(members), sizes[members])
+            local = np.concatenate([np.arange(sizes[b_i]) for b_i in members])
+            plans.append((owner, local, n_max, k, embs, *_owners(embs)))
+        num_calls = sum(-(-len(p[0]) // p[3]) for p in plans)
+        call_seeds = problem_seeds(base, num_calls)
+        pending = []
+        try:
+            c = 0
+            for owner, local, n_max, k, embs, slot_of, var_of in plans:  # submit every call ...
+                for start in range(0, len(owner), k):
+                    slots = np.arange(start, min(start + k, len(owner)))
+                    labels, lin, qi, qj, qx, chains, cs = [], [], [], [], [], {}, {}
+                    pos = 0  # position of the problem's first spin in the call's variables
+                    for j, q in enumerate(slots):
+                        b_i, p = int(owner[q]), int(local[q])
+                        n = int(ns[b_i])
+                        labels.append(j * n_max + np.arange(n))
+                        lin.append(batches[b_i].h[p])
+                        iu, ju, jv = couplers[b_i]
+                        qi.append(iu + pos)
+                        qj.append(ju + pos)
+                        qx.append(jv)
+                        pos += n
+                        for v in range(n):  # one entry per chain, as in sample_batch
+                            chains[j * n_max + v] = embs[j][v]
+                            cs[j * n_max + v] = strengths[b_i]
+                    source = dimod.BinaryQuadraticModel.from_numpy_vectors(
+                        np.concatenate(lin).astype(np.float64),
+                        (
+                            np.concatenate(qi),
+                            np.concatenate(qj),
+                            np.concatenate(qx).astype(np.float64),
+                        ),
+                        0.0,
+                        dimod.SPIN,
+                        variable_order=np.concatenate(labels).tolist(),
+                    )
+                    target = embed_bqm(source, chains, child.adjacency, chain_strength=cs)
+                    target = _scale_per_problem(target, slot_of, len(slots), h_bound, j_bound)
+                    extra = {"seed": call_seeds[c]} if seeded else {}
+                    c += 1
+                    call = child.sample(target, **child_kw, **extra)
+                    pending.append((owner[slots], local[slots], n_max, slot_of, var_of, call))
+            samples = [np.empty((b.num_problems, reads, b.num_variables), np.int8) for b in batches]
+            cbf = [np.empty(b.num_problems) for b in batches]
+            access = np.zeros(nb)
+            counted = np.zeros(nb, dtype=int)
+            held = np.zeros(nb)
+            for owners, locals_, n_max, slot_of, var_of, call in pending:  # ... then resolve
+                call.resolve()
+                spins, broken = _unembed(call, slot_of, var_of, len(owners), n_max)
+                per = np.bincount(owners, minlength=nb)
+                top = int(per.argmax())
+                counted[top] += 1
+                held[top] += len(owners)
+                access += qpu_access_seconds(call.info) * per / len(owners)
+                for j, (b_i, p) in enumerate(zip(owners.tolist(), locals_.tolist(), strict=True)):
+                    n = int(ns[b_i])
+                    samples[b_i][p] = _fit_reads(spins[:, j, :n], reads)
+                    # a smaller problem's unused chains are not in the call (never broken)
+                    cbf[b_i][p] = float(broken[:, j].mean()) * n_max / n if len(broken) else 0.0
+        except Exception as exc:
+            found = classify_qpu_failure(exc)
+            if found is None:
+                raise
+            kind = found[0]
+            if kind != "connection" or self.backend.fallback is None:
+                hint = self.backend._connection_hint() if kind == "connection" else ""
+                raise service_error(self.backend.label, kind, exc, hint) from exc
+            self.backend._switch_to_fallback(describe_failure(exc))
+            return [self._fallback_batch(b, kw, s) for b, s in zip(batches, seeds, strict=True)]
+        wall = time.perf_counter() - t0
+        work = (sizes * ns).astype(np.float64)
+        out = []
+        for b_i, b in enumerate(batches):
+            s = samples[b_i]
+            energies = b.energies(s)
+            if reads > 1:
+                order = np.argsort(energies, axis=1, kind="stable")
+                s = np.take_along_axis(s, order[:, :, None], axis=1)
+                energies = np.take_along_axis(energies, order, axis=1)
+            calls = int(counted[b_i])
+            info = {
+                "backend": self.backend_name,
+                "solved_by": self.backend_name,
+                "calls": calls,
+                "qpu_calls": calls,
+                "problems_per_call": float(held[b_i] / calls) if calls else None,
+                "qpu_access_time": float(access[b_i]),
+                "chain_break_fraction": float(cbf[b_i].mean()),
+                "chain_break_fractions": cbf[b_i],
+                "chain_strength": float(strengths[b_i]),
+                "shared_calls": num_calls,
+                "wall_time": wall * float(work[b_i] / work.sum()),
+            }
+            out.append(BatchResult(samples=s, energies=energies, info=info))
+        return out
+
 
 def _chain_strength(batch: IsingBatch, emb: Embedding, given: Any) -> float:
     """``given``, or ``uniform_torque_compensation`` of the first problem (the couplings of a

@@ -188,3 +188,114 @@ def test_gram_is_recomputed_when_inputs_change(monkeypatch: pytest.MonkeyPatch) 
         np.testing.assert_array_equal(opt._gram_cache[0][1], X.T @ X)
         seen.append(opt._gram_cache[0][1])
     assert seen[0] is not seen[1]
+
+
+@pytest.mark.timeout(180)
+def test_packed_qpu_holds_problems_of_several_layers_per_call() -> None:
+    """On the mock P4 with ``pack``, one step of a 3-layer net shares calls across layers."""
+    pytest.importorskip("dwave.system")
+
+    def run(pack_layers: bool) -> tuple[QPSBGD, nn.Module, int]:
+        torch.manual_seed(0)
+        model = nn.Sequential(
+            BinaryLinear(6, 5), nn.Tanh(), BinaryLinear(5, 4), nn.Tanh(), BinaryLinear(4, 2)
+        )
+        opt = QPSBGD(
+            model,
+            lr=0.05,
+            backend="mock-dwave",
+            backend_options={
+                "pack": True,
+                "topology_shape": [4],
+                "substitute": "neal",
+                "num_sweeps": 200,
+                "problems_per_call": 4,
+                "num_reads": 4,
+            },
+            seed=1,
+        )
+        child = opt.sampler.backend.child
+        calls = []
+        original = child.sample
+
+        def counting(bqm, **kw):
+            calls.append(bqm.num_variables)
+            return original(bqm, **kw)
+
+        child.sample = counting
+        if not pack_layers:  # the per-layer path: one sample_batch per layer
+            opt.sampler.sample_batches = None
+        x = torch.randn(10, 6, generator=torch.Generator().manual_seed(2))
+        y = torch.randint(0, 2, (10,), generator=torch.Generator().manual_seed(3))
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        return opt, model, len(calls)
+
+    shared, _, shared_calls = run(True)
+    alone, _, alone_calls = run(False)
+    # 5 + 4 + 2 = 11 problems at 4 per call: 3 shared calls against 2 + 1 + 1 per layer
+    assert shared_calls == 3 and alone_calls == 4
+    stats = shared.last_stats
+    assert sum(s["qpu_calls"] for s in stats) == 3 == shared.qpu_totals["qpu_calls"]
+    assert sum(s["problems_per_call"] * s["qpu_calls"] for s in stats if s["qpu_calls"]) == 11
+    assert all(s["solved_by"] == "mock-dwave-packed" for s in stats)
+    assert all(0.0 <= s["chain_break_fraction"] <= 1.0 for s in stats)
+    assert sum(s["qpu_access_time"] for s in stats) > 0
+    # the shared calls solve the problems about as well as the per-layer ones
+    for a, b in zip(stats, alone.last_stats, strict=True):
+        assert a["best_energy"] <= b["best_energy"] + 0.05 * abs(b["best_energy"])
+
+
+@pytest.mark.timeout(180)
+def test_packed_blocks_of_several_layers_share_calls_round_by_round() -> None:
+    """With ``max_block_vars``, block r of every layer goes into the same packed calls."""
+    pytest.importorskip("dwave.system")
+
+    def run(together: bool) -> tuple[QPSBGD, int]:
+        torch.manual_seed(0)
+        model = nn.Sequential(BinaryLinear(7, 5), nn.Tanh(), BinaryLinear(5, 2))
+        opt = QPSBGD(
+            model,
+            lr=0.05,
+            backend="mock-dwave",
+            backend_options={
+                "pack": True,
+                "topology_shape": [4],
+                "substitute": "neal",
+                "num_sweeps": 100,
+                "problems_per_call": 4,
+                "num_reads": 2,
+            },
+            max_block_vars=3,
+            seed=1,
+        )
+        child = opt.sampler.backend.child
+        calls = []
+        original = child.sample
+
+        def counting(bqm, **kw):
+            calls.append(bqm.num_variables)
+            return original(bqm, **kw)
+
+        child.sample = counting
+        if not together:
+            opt.sampler.sample_batches = None
+        x = torch.randn(10, 7, generator=torch.Generator().manual_seed(2))
+        y = torch.randint(0, 2, (10,), generator=torch.Generator().manual_seed(3))
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        return opt, len(calls)
+
+    shared, shared_calls = run(True)
+    _, alone_calls = run(False)
+    # blocks: 7 -> (3, 2, 2), 5 -> (3, 2); rounds of 7, 7 and 5 problems at 4 per call
+    assert shared_calls == 2 + 2 + 2 and alone_calls == 3 * 2 + 2 * 1
+    stats = shared.last_stats
+    assert [s["block_vars"] for s in stats] == [3, 3]
+    assert sum(s["qpu_calls"] for s in stats) == shared_calls == shared.qpu_totals["qpu_calls"]
+    problems = sum(s["problems_per_call"] * s["qpu_calls"] for s in stats if s["qpu_calls"])
+    assert problems == pytest.approx(7 + 7 + 5)
+    assert [s["solved_by_counts"] for s in stats] == [
+        {"mock-dwave-packed": 15},
+        {"mock-dwave-packed": 4},
+    ]

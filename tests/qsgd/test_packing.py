@@ -361,26 +361,26 @@ def test_bnn_train_packed_records_fewer_calls_then_stops_at_the_cap_and_resumes(
             "--set",
             "train.epochs=2",
             "--set",
-            "annealer.max_qpu_calls=5",
+            "annealer.max_qpu_calls=3",
             *_FAST,
         ],
         cache,
     )
-    # 7 problems per step (5 hidden + 2 output neurons) in 2 calls: the cap of 5 stops it
-    # before step 4 (6 calls done); a checkpoint is written and the exit code is 3
+    # 7 problems per step (5 hidden + 2 output neurons; both layers share the call) in 1 call:
+    # the cap of 3 stops it before step 4; a checkpoint is written and the exit code is 3
     assert out.returncode == 3, out.stderr[-2000:]
-    assert "max_qpu_calls=5" in out.stderr and "--resume" in out.stderr
+    assert "max_qpu_calls=3" in out.stderr and "--resume" in out.stderr
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in steps if r["kind"] == "step"]
     assert len(steps) == 3
     for r in steps:
-        assert r["qpu_calls"] == 2 < sum(r["solved_by_counts"].values()) == 7
-        assert r["problems_per_call"] == 3.5 and r["qpu_access_time"] > 0
+        assert r["qpu_calls"] == 1 < sum(r["solved_by_counts"].values()) == 7
+        assert r["problems_per_call"] == 7 and r["qpu_access_time"] > 0
         assert 0.0 <= r["chain_break_fraction"] <= 1.0
         assert r["solved_by"] == "mock-dwave-packed"
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["status"] == "qpu_cap_reached" and summary["qpu_calls"] == 6
-    assert "max_qpu_calls=5" in summary["stop_reason"]
+    assert summary["status"] == "qpu_cap_reached" and summary["qpu_calls"] == 3
+    assert "max_qpu_calls=3" in summary["stop_reason"]
     assert (run / "checkpoint.pt").exists()
 
     again = _bnn(["train", "--resume", str(run), "--quiet"], cache)  # same cap: stops at once
@@ -405,7 +405,7 @@ def test_bnn_train_packed_records_fewer_calls_then_stops_at_the_cap_and_resumes(
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 6
-    assert summary["qpu_calls"] == 6  # the QPU total carries over; neal adds none
+    assert summary["qpu_calls"] == 3  # the QPU total carries over; neal adds none
     assert summary["solved_by_counts"] == {"mock-dwave-packed": 21, "neal": 21}
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     after = [r for r in records if r["kind"] == "step" and r["step"] > 3]
