@@ -2,13 +2,17 @@
 
 Data flow of one :meth:`QPSBGD.step`, per binary layer scheduled this step::
 
-    captured inputs X (rows, fan_in), captured dL/dpre G (rows, fan_out)
-        -> qsgd.qubo.layer_ising(X, G, eta=lr, curvature, normalize, formulation, weights)
-        -> one batched solve (qsgd.samplers.registry.solve_batch), or block-wise when
-           fan_in > max_block_vars (qsgd.qubo.solve_blockwise)
+    captured inputs X (rows, fan_in), captured dL/dpre G (rows, fan_out)   (float32)
+        -> qsgd.qubo.layer_ising(X, G, eta=lr, curvature, normalize, formulation, weights,
+           dtype=float32)     (every scheduled layer first; a large layer's X^T X is kept
+           while its inputs do not change)
+        -> one batched solve per layer (qsgd.samplers.registry.solve_batch), or ONE call for
+           all layers when the sampler has ``sample_batches`` (the ``pack`` QPU composite);
+           block-wise when fan_in > max_block_vars (qsgd.qubo.solve_blockwise, or
+           solve_blockwise_many: block r of every layer in one call per round)
         -> update: binary_gradient: latent W <- clip(W - lr * D, -latent_clip, latent_clip)
                    projected:       W <- spins (exactly ±1)
-        -> per-layer record in ``last_stats``
+        -> per-layer record in ``last_stats`` (a layer's share of a shared call)
 
 Everything that is not a tagged binary weight (batch norm, full-precision first/last
 layers, biases, output scales) is handed to a standard torch optimiser (Adam or SGD)
