@@ -590,6 +590,7 @@ class PackedQPUSampler(Sampler, dimod.ComposedSampler):
                 "chain_break_fractions": cbf[b_i],
                 "chain_strength": float(strengths[b_i]),
                 "shared_calls": num_calls,
+                "energies_from_batch": True,
                 "wall_time": wall * float(work[b_i] / work.sum()),
             }
             out.append(BatchResult(samples=s, energies=energies, info=info))

@@ -299,3 +299,37 @@ def test_packed_blocks_of_several_layers_share_calls_round_by_round() -> None:
         {"mock-dwave-packed": 15},
         {"mock-dwave-packed": 4},
     ]
+
+
+class _Trusted(_PerLayer):
+    """Says its energies were computed from the batch (``info["energies_from_batch"]``)."""
+
+    def sample_batch(self, batch: Any, **kw: Any) -> Any:
+        res = super().sample_batch(batch, **kw)
+        res.info["energies_from_batch"] = True
+        return res
+
+
+def test_energies_from_the_sampler_are_not_computed_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qsgd.ising import IsingBatch
+    from qsgd.qubo import layer_ising
+    from qsgd.samplers.registry import solve_batch
+
+    rng = np.random.default_rng(0)
+    batch = layer_ising(rng.normal(size=(5, 8)), rng.normal(size=(5, 3)), eta=0.5)
+    passes = []
+    original = IsingBatch.energies
+
+    def counted(self: IsingBatch, spins: Any) -> Any:
+        passes.append(spins.shape)
+        return original(self, spins)
+
+    monkeypatch.setattr(IsingBatch, "energies", counted)
+    run = {"num_reads": 3, "num_sweeps": 10, "seed": 0, "device": "cpu"}
+    trusted = solve_batch(_Trusted(), batch, **run)
+    n_trusted = len(passes)
+    plain = solve_batch(_PerLayer(), batch, **run)
+    assert len(passes) - n_trusted == n_trusted + 1  # the plain path adds solve_batch's own pass
+    np.testing.assert_array_equal(trusted.samples, plain.samples)
+    np.testing.assert_allclose(trusted.energies, plain.energies, rtol=1e-12)
+    assert trusted.info["reported_energy_max_abs_error"] == 0.0
