@@ -75,18 +75,29 @@ def test_zero_temperature_matches_float64_reference_exactly(sampler, path, make)
 @pytest.mark.parametrize(("path", "make"), CASES, ids=IDS)
 def test_finite_temperature_mean_energy_matches_reference(sampler, path, make):
     """Same semantics: at a fixed beta the energy distribution after 3 sweeps is the same."""
-    batch = make(2)
+    _assert_same_mean_energy(sampler, make(2), path, {"kernel": "fast", "device": "cpu"})
+
+
+@pytest.mark.parametrize(("path", "make"), [CASES[0], CASES[3]], ids=["factor", "dense"])
+def test_torch_path_finite_temperature_matches_reference(sampler, path, make):
+    """The torch path (run here on the CPU; the same code runs on CUDA) has the same semantics."""
+    _assert_same_mean_energy(sampler, make(2), path, {"device": "torch-cpu"})
+
+
+def _assert_same_mean_energy(sampler, batch, path, run):
     m, n = batch.num_problems, batch.num_variables
     reads = 16
     init = np.random.default_rng(3).choice([-1, 1], size=(m, reads, n)).astype(np.int8)
     beta = float(np.median(_mid_beta(batch)))  # between the default hot and cold ends
     kw = dict(num_reads=reads, num_sweeps=3, beta_range=(beta, beta), initial_states=init)
-    kw.update(device="cpu", path=path)
+    kw.update(path=path)
     diffs = []
     for seed in range(3):
-        e_fast = sampler.sample_batch(batch, kernel="fast", seed=seed, **kw).energies
-        e_ref = sampler.sample_batch(batch, kernel="reference", seed=seed, **kw).energies
-        diffs.append(e_fast.mean(axis=1) - e_ref.mean(axis=1))  # per problem
+        e_run = sampler.sample_batch(batch, seed=seed, **run, **kw).energies
+        e_ref = sampler.sample_batch(
+            batch, kernel="reference", device="cpu", seed=seed, **kw
+        ).energies
+        diffs.append(e_run.mean(axis=1) - e_ref.mean(axis=1))  # per problem
     d = np.concatenate(diffs)
     se = d.std(ddof=1) / np.sqrt(d.size)
     assert abs(d.mean()) <= 4 * se + 1e-12, (d.mean(), se)
