@@ -205,6 +205,63 @@ def diagnose(ds, seeds: int, epochs: int) -> list[dict]:
     return rows
 
 
+def _mean(records: list[dict], key: str) -> float:
+    return sum(r[key] for r in records) / len(records)
+
+
+def audit_sign_match(ds, annealer: dict, backend: str, steps: int, rows: int | None) -> dict:
+    """The annealer against the exact optimum on the sign-matching problems of real training.
+
+    Trains QP-SBGD (sign matching, lr 0.01, seed 0) for ``steps`` mini-batches and reads the
+    per-layer records: the weighted mismatch of the annealer's direction, of the exact optimum
+    (enumerated, :func:`qsgd.sign_match.optimal_mismatch`) and of signSGD's ``sign(G^T X)``,
+    and the fraction of steps whose direction is optimal."""
+    from bnn.baselines import make_optimizer
+    from bnn.training import fit, seed_everything
+    from qsgd.config import AnnealerConfig
+
+    seed_everything(0)
+    model = BinaryMLP(ds.num_features, [5], 2)
+    cfg = AnnealerConfig.from_dict({**annealer, "backend": backend})
+    opt = make_optimizer(
+        "qpsbgd",
+        model,
+        lr=0.01,
+        other_lr=0.01,
+        formulation="sign_match",
+        sign_match={"rows": rows},
+        backend=cfg,
+        seed=0,
+    )
+    records: list[dict] = []
+    fit(
+        model,
+        opt,
+        ds,
+        epochs=1,
+        batch_size=20,
+        seed=0,
+        max_batches_per_epoch=steps,
+        progress=False,
+        plots=False,
+        handle_signals=False,
+        callbacks=[lambda kind, rec: records.extend(opt.last_stats) if kind == "step" else None],
+    )
+    layers = {}
+    for name in dict.fromkeys(r["layer"] for r in records):
+        rs = [r for r in records if r["layer"] == name and not r["skipped"]]
+        layers[name] = {
+            "steps": len(rs),
+            "variables": rs[0]["variables"],
+            "mismatch_annealer": _mean(rs, "mismatch"),
+            "mismatch_optimum": _mean(rs, "mismatch_optimum"),
+            "mismatch_sign_grad": _mean(rs, "mismatch_sign_grad"),
+            "steps_at_optimum": sum(r["mismatch"] <= r["mismatch_optimum"] + 1e-12 for r in rs)
+            / len(rs),
+        }
+    return {"backend": backend, "annealer": annealer, "rows": rows, "layers": layers}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser, default_backends=["neal", "exact"])
@@ -222,6 +279,15 @@ def main(argv: list[str] | None = None) -> dict:
         help="mini-batch rows per sign-matching problem (0: all 20)",
     )
     parser.add_argument("--epochs", type=int, default=20, help="maximum epochs of every run")
+    parser.add_argument(
+        "--audit-sign-match",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help="instead of the experiment: STEPS training steps of QP-SBGD sign matching on the "
+        "first --backend, the annealer's directions against the exact optimum (JSON to "
+        "OUT/a1a_2layer_sign_match_audit_<reads>reads.json)",
+    )
     parser.add_argument(
         "--diagnose",
         action="store_true",
@@ -247,6 +313,24 @@ def main(argv: list[str] | None = None) -> dict:
     if args.smoke:
         ds = shrink_tabular(ds, train=60, val=64, test=256)
     epochs = 1 if args.smoke else args.epochs
+    if args.audit_sign_match is not None:
+        if args.audit_sign_match < 1:
+            print(
+                f"error: --audit-sign-match must be >= 1 (got {args.audit_sign_match})",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
+        out = audit_sign_match(
+            ds, annealer, backends[0], args.audit_sign_match, args.sign_match_rows or None
+        )
+        out["command"] = command_line("examples/a1a_2layer.py", argv)
+        reads = annealer.get("num_reads")
+        path = Path(args.out) / f"a1a_2layer_sign_match_audit_{reads}reads.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=1) + "\n")
+        print(json.dumps(out["layers"], indent=1))
+        print(f"wrote {path}", file=sys.stderr)
+        return out
     if args.diagnose:
         out = {
             "command": command_line("examples/a1a_2layer.py", argv),

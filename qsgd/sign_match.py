@@ -61,6 +61,8 @@ __all__ = [
     "sign_match_neuron_ising",
     "sign_match_neuron_decode",
     "mismatch_cost",
+    "optimal_mismatch",
+    "ENUMERATE_MAX_FAN_IN",
     "select_rows",
     "sign_match_update",
 ]
@@ -345,6 +347,46 @@ def mismatch_cost(
     return np.einsum("bj,...bj->...j", _weights(G, weighted, weight_scale), wrong)
 
 
+#: Largest fan-in for which :func:`sign_match_update` records the exact optimum.
+ENUMERATE_MAX_FAN_IN: int = 12
+
+
+def optimal_mismatch(
+    inputs: Any,
+    grad_out: Any,
+    *,
+    weighted: bool = True,
+    weight_scale: str = "neuron",
+    resolution: float | None = None,
+) -> np.ndarray:
+    """The smallest weighted mismatch of each neuron over all ``2^fan_in`` directions (exact).
+
+    The problems' ground-state energies equal these values (the ancillas' minimum is the
+    mismatch count), so this audits an annealer without solving the Ising problems. The
+    directions are enumerated once for all neurons: ``O(2^fan_in * rows * fan_out)``.
+
+    Shape:
+        inputs ``(rows, fan_in)``, grad_out ``(rows, fan_out)``; result ``(fan_out,)``.
+
+    Example:
+        >>> optimal_mismatch(np.array([[1.0, 1.0], [1.0, -1.0]]), np.array([[1.0], [-1.0]])).tolist()
+        [0.0]
+    """
+    X = _integer_inputs(_as_matrix(inputs, "inputs", None), resolution, None)
+    G = _as_matrix(grad_out, "grad_out", None)
+    n = X.shape[1]
+    if n > 20:
+        raise ProblemError(f"optimal_mismatch enumerates 2^fan_in directions: fan_in={n} > 20")
+    codes = np.arange(1 << n)[:, None] >> np.arange(n) & 1
+    z = X @ np.where(codes == 1, 1.0, -1.0).T  # (rows, 2^n)
+    sz = np.where(z >= 0, 1.0, -1.0)
+    w = _weights(G, weighted, weight_scale)
+    t = np.where(G < 0, -1.0, 1.0)
+    # mismatch of direction d for neuron j: sum_b w_bj (1 - t_bj sz_bd) / 2
+    cost = 0.5 * (w.sum(axis=0)[None, :] - sz.T @ (w * t))  # (2^n, m)
+    return cost.min(axis=0)
+
+
 def select_rows(total: int, rows: int | None, seed: int) -> np.ndarray:
     """Sorted indices of ``min(rows, total)`` rows drawn without replacement (all for None).
 
@@ -379,8 +421,9 @@ def sign_match_update(
     Returns:
         The layer record of ``last_stats`` (the keys of the other formulations), plus
         ``sign_match_rows`` (rows in the problems), ``mismatch`` (weighted mismatch fraction
-        of the chosen ``D`` on those rows) and ``mismatch_sign_grad`` (the same for the
-        signSGD direction ``sign(G^T X)``, for comparison).
+        of the chosen ``D`` on those rows), ``mismatch_sign_grad`` (the same for the
+        signSGD direction ``sign(G^T X)``, for comparison) and ``mismatch_optimum`` (the
+        exact optimum by :func:`optimal_mismatch`, for ``fan_in <= 12``; else None).
 
     Raises:
         ProblemTooLargeError: the problems exceed the backend's size or ``max_block_vars``.
@@ -420,6 +463,7 @@ def sign_match_update(
         "sign_match_rows": 0,
         "mismatch": None,
         "mismatch_sign_grad": None,
+        "mismatch_optimum": None,
     }
     keep = (G != 0).any(dim=1)
     if not bool(keep.any()):
@@ -457,6 +501,7 @@ def sign_match_update(
     sign_grad = np.where(Gn.T @ Xn >= 0, 1.0, -1.0)  # signSGD's direction, for comparison
     both = mismatch_cost(Xn, Gn, np.stack([D, sign_grad]), **scored).sum(axis=1)
     denom = float(_weights(Gn, build["weighted"], build["weight_scale"]).sum())
+    best = optimal_mismatch(Xn, Gn, **scored) if n <= ENUMERATE_MAX_FAN_IN else None
     record.update(qpu.record())
     optimizer.qpu_totals["qpu_calls"] += int(record["qpu_calls"])
     optimizer.qpu_totals["qpu_access_time"] += float(record["qpu_access_time"])
@@ -483,6 +528,9 @@ def sign_match_update(
         solved_by_counts=counts,
         mismatch=float(both[0] / denom) if denom > 0 else 0.0,
         mismatch_sign_grad=float(both[1] / denom) if denom > 0 else 0.0,
+        mismatch_optimum=None
+        if best is None
+        else (float(best.sum() / denom) if denom > 0 else 0.0),
     )
     return record
 

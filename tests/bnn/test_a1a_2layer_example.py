@@ -47,6 +47,7 @@ def test_a1a_2layer_smoke_has_the_sign_match_column(tmp_path):
     assert "QP-SBGD sign-match (neal)" in (tmp_path / "a1a_2layer.md").read_text()
 
 
+@pytest.mark.slow
 def test_a1a_2layer_bad_arguments_exit_2(capsys):
     module = _load()
     with pytest.raises(SystemExit) as exc:
@@ -116,3 +117,15 @@ def test_a1a_2layer_diagnose_smoke(tmp_path):
     assert [r["pattern"] for r in saved["class_rates"]] == ["000", "011", "100", "111"]
     for r in saved["runs"]:
         assert 0.0 <= r["test_accuracy_mean"] <= 1.0 and 0 <= r["odd_networks"] <= r["seeds"] == 1
+
+
+def test_a1a_2layer_sign_match_audit(tmp_path):
+    argv = ["--audit-sign-match", "2", "--backend", "neal", "--num-reads", "2"]
+    out = _load().main(argv + ["--num-sweeps", "20", "--out", str(tmp_path)])
+    assert (tmp_path / "a1a_2layer_sign_match_audit_2reads.json").is_file()
+    assert set(out["layers"]) == {"net.0", "net.3"} and out["rows"] == 8
+    for layer in out["layers"].values():
+        assert layer["steps"] == 2 and layer["variables"] in (35, 45)
+        assert layer["mismatch_optimum"] <= layer["mismatch_annealer"] + 1e-12
+        assert layer["mismatch_optimum"] <= layer["mismatch_sign_grad"] + 1e-12
+        assert 0.0 <= layer["steps_at_optimum"] <= 1.0

@@ -20,6 +20,7 @@ from qsgd.sign_match import (
     mismatch_cost,
     neuron_num_variables,
     neuron_slack_bits,
+    optimal_mismatch,
     select_rows,
     sign_match_neuron_decode,
     sign_match_neuron_ising,
@@ -117,6 +118,19 @@ def test_shared_couplings_factor_and_ground_state_is_the_best_direction():
     np.testing.assert_allclose(res.best_energy, best, atol=1e-9)
 
 
+@pytest.mark.parametrize("weighted", [True, False])
+def test_optimal_mismatch_is_the_ground_state_energy(weighted):
+    rng = np.random.default_rng(11)
+    X = rng.choice([-1.0, 0.0, 1.0], size=(3, 3))
+    G = rng.normal(size=(3, 4))
+    G[0, 1] = 0.0
+    best = optimal_mismatch(X, G, weighted=weighted)
+    brute = mismatch_cost(X, G, all_spins(3)[:, None, :].repeat(4, axis=1), weighted=weighted)
+    np.testing.assert_allclose(best, brute.min(axis=0), atol=1e-12)
+    energies = brute_force(sign_match_neuron_ising(X, G, weighted=weighted), max_vars=24)[1]
+    np.testing.assert_allclose(energies, best, atol=1e-9)
+
+
 def test_inputs_must_be_integers_unless_resolution():
     X = np.array([[0.49, -1.02], [1.51, 0.0]])
     G = np.array([[1.0], [-1.0]])
@@ -195,6 +209,7 @@ def test_qpsbgd_sign_match_step_on_exact_is_the_best_direction():
         brute = mismatch_cost(Xs, Gs, all_spins(n)[:, None, :].repeat(m, axis=1)).min(axis=0)
         np.testing.assert_allclose(mismatch_cost(Xs, Gs, D), brute, atol=1e-9)
         assert rec["mismatch"] <= rec["mismatch_sign_grad"] + 1e-12
+        assert rec["mismatch"] == pytest.approx(rec["mismatch_optimum"], abs=1e-12)
 
 
 def test_qpsbgd_sign_match_learns_and_is_reproducible():
