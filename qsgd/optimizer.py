@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from qsgd.curvature import attach_sampled_fisher, kfac_curvature, per_neuron_layer_ising
 from qsgd.errors import ConfigError, ProblemError
 from qsgd.ising import IsingBatch
 from qsgd.qubo import FORMULATIONS, layer_ising, solve_blockwise, solve_blockwise_many
@@ -68,7 +69,7 @@ _GROUP_KEYS = (
     "damping",
 )
 #: Accepted values of ``curvature_scale``.
-CURVATURE_SCALES: tuple[str, ...] = ("unit", "fisher")
+CURVATURE_SCALES: tuple[str, ...] = ("unit", "fisher", "kfac")  # kfac: qsgd.curvature
 
 
 def _is_real(value: Any) -> bool:
@@ -340,6 +341,9 @@ class QPSBGD(torch.optim.Optimizer):
             batch-mean loss through batch norm the gradients of hidden layers are orders of
             magnitude smaller than 1, so with ``"unit"`` the couplings swamp the fields and the
             solution ignores the gradient; ``"fisher"`` keeps them commensurate (docs/tuning.md).
+            ``"kfac"``: one curvature per neuron, the diagonal of K-FAC's output factor from
+            labels sampled from the model (the true Fisher; one extra backward per step), times
+            ``curvature`` (1: no tuned factor); see :mod:`qsgd.curvature`.
         normalize: Column-normalise the layer inputs in the curvature.
         formulation: ``"binary_gradient"``, ``"projected"`` or ``"sign_match"`` (the paper's
             sign-matching problems, one per neuron: :func:`qsgd.sign_match.sign_match_update`).
@@ -487,6 +491,7 @@ class QPSBGD(torch.optim.Optimizer):
         self._layers: list[Any] = [layer for _, layer in layers]
         for layer in self._layers:
             layer.capture = True
+        self._sampled_fisher = attach_sampled_fisher(self)  # None unless a layer uses "kfac"
 
         self.backend_name, self.sampler, self.run_options, cfg_seed, cfg_block = _resolve_backend(
             backend, backend_options
@@ -666,7 +671,10 @@ class QPSBGD(torch.optim.Optimizer):
         curvature = float(group["curvature"])
         if group.get("curvature_scale", "unit") == "fisher":
             curvature = fisher_curvature(Gn.astype(np.float64), curvature)
-        batch = layer_ising(
+        build = layer_ising
+        if group.get("curvature_scale") == "kfac":  # per neuron, qsgd.curvature
+            curvature, build = kfac_curvature(self, index, curvature), per_neuron_layer_ising
+        batch = build(
             Xn,
             Gn,
             eta=lr,
