@@ -77,8 +77,11 @@ class Workload:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _annealer(num_reads: int, num_sweeps: int, seed: int = 0, threads: int | None = 1) -> Any:
-    """The ``batched`` config; ``threads`` annealer threads where the sampler has that setting."""
+def _annealer(
+    num_reads: int, num_sweeps: int, seed: int = 0, threads: int | None = 1, warm: bool = False
+) -> Any:
+    """The ``batched`` config; ``threads`` annealer threads where the sampler has that setting,
+    ``warm``: every chain starts from ``sign(-h)`` (the signSGD direction)."""
     from qsgd.config import AnnealerConfig
     from qsgd.samplers.batched import BatchedAnnealer
 
@@ -88,13 +91,21 @@ def _annealer(num_reads: int, num_sweeps: int, seed: int = 0, threads: int | Non
         "num_sweeps": num_sweeps,
         "seed": seed,
     }
+    options: dict[str, Any] = {"warm_start": True} if warm else {}
     if threads is not None and "num_threads" in BatchedAnnealer().parameters:
-        cfg["options"] = {"num_threads": int(threads)}
+        options["num_threads"] = int(threads)
+    if options:
+        cfg["options"] = options
     return AnnealerConfig.from_dict(cfg)
 
 
 def make_workload(
-    name: str, *, num_reads: int = 1, num_sweeps: int | None = None, threads: int | None = 1
+    name: str,
+    *,
+    num_reads: int = 1,
+    num_sweeps: int | None = None,
+    threads: int | None = 1,
+    warm: bool = False,
 ) -> Workload:
     """The workload ``name`` with the experiments' settings (see the module docstring)."""
     from bnn.data import get_dataset
@@ -116,7 +127,7 @@ def make_workload(
             torch.manual_seed(0)
             return BinaryMLP(ds.num_features, A1A_HIDDEN, ds.num_classes)
 
-        annealer = _annealer(num_reads, num_sweeps or 10, threads=threads)
+        annealer = _annealer(num_reads, num_sweeps or 10, threads=threads, warm=warm)
         return Workload(
             name,
             model,
@@ -152,7 +163,7 @@ def make_workload(
             torch.manual_seed(0)
             return BinaryGCN(ds.num_features, [64], ds.num_classes, dropout=0.5)
 
-        annealer = _annealer(num_reads, num_sweeps or 20, threads=threads)
+        annealer = _annealer(num_reads, num_sweeps or 20, threads=threads, warm=warm)
         return Workload(
             name,
             gcn,
@@ -265,6 +276,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--num-reads", type=int, default=1)
     p.add_argument("--num-sweeps", type=int, default=None, help="default: a1a 10, GCN 20")
     p.add_argument(
+        "--warm-start",
+        action="store_true",
+        help="chains start from sign(-h) (not the experiments')",
+    )
+    p.add_argument(
         "--numba-threads", type=int, default=1, help="annealer (numba) threads; torch uses one"
     )
     args = p.parse_args(argv)
@@ -276,7 +292,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     record: dict[str, Any] = {"bench": "epoch"}
     for task in tasks:
         work = make_workload(
-            task, num_reads=args.num_reads, num_sweeps=args.num_sweeps, threads=args.numba_threads
+            task,
+            num_reads=args.num_reads,
+            num_sweeps=args.num_sweeps,
+            threads=args.numba_threads,
+            warm=args.warm_start,
         )
         if task == "a1a":
             steps = min(
