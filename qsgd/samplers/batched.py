@@ -409,7 +409,8 @@ class BatchedAnnealer(dimod.Sampler):
             recomputed in float64 (from the factor on the factor path, from ``J`` otherwise),
             and ``info`` with ``backend``, ``wall_time`` (seconds), ``device``, ``num_sweeps``,
             ``num_reads``, ``beta_range`` (``(m, 2)`` array), ``path`` (``"factor"`` or
-            ``"dense"``), ``kernel`` and ``num_threads`` (CPU; ``None`` on torch devices).
+            ``"dense"``), ``kernel``, ``num_threads`` (CPU; ``None`` on torch devices) and
+            ``energies_from_batch`` (True: ``solve_batch`` skips its own energy pass).
 
         Raises:
             ConfigError: a bad keyword value (named in the message).
@@ -511,6 +512,7 @@ class BatchedAnnealer(dimod.Sampler):
             "path": path,
             "kernel": kernel,
             "num_threads": threads,
+            "energies_from_batch": True,  # float64, from this batch: solve_batch reuses them
         }
         return BatchResult(samples=np.ascontiguousarray(samples), energies=energies, info=info)
 

@@ -168,6 +168,16 @@ def test_factor_energies_equal_dense_energies():
     )
 
 
+def test_solve_batch_reuses_the_float64_energies(sampler):
+    from qsgd.samplers.registry import solve_batch
+
+    batch = _layer_batch(7, m=6, n=40)
+    res = solve_batch(sampler, batch, num_reads=3, num_sweeps=10, seed=0, device="cpu")
+    assert res.info["energies_from_batch"] is True
+    assert np.allclose(res.energies, batch.energies(res.samples), rtol=1e-12, atol=1e-12)
+    assert np.all(np.diff(res.energies, axis=1) >= 0)
+
+
 def test_auto_path_choice(sampler):
     kw = dict(num_reads=1, num_sweeps=2, seed=0, device="cpu")
     low = _layer_batch(0, m=2, n=48, B=48 // FACTOR_RATIO)
