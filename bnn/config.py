@@ -172,7 +172,7 @@ class QPSBGDConfig(_OptimizerBase):
             ``sign_match`` (the paper's sign-matching problems, one per neuron, latent weights).
         sign_match: Options of ``sign_match``: ``rows`` (mini-batch rows per problem, default
             8; the problems have ``fan_in + rows * (1 + K)`` spins), ``penalty``, ``weighted``,
-            ``weight_scale``, ``resolution`` (:data:`qsgd.sign_match.SIGN_MATCH_OPTIONS`).
+            ``weight_scale``, ``resolution``, ``decode`` (:data:`qsgd.sign_match.SIGN_MATCH_OPTIONS`).
         max_block_vars: Split layers with a larger fan-in into blocks of at most this many
             variables (QPU size limit).
         latent_clip: Bound of the latent weights (``binary_gradient``).

@@ -79,6 +79,7 @@ def sign_match_methods(
     backends: list[str],
     annealer: dict,
     rows: int | None,
+    decode: str = "energy",
 ) -> list:
     """QP-SBGD with the sign-matching formulation on each backend (key ``qpsbgd_sm_<backend>``).
 
@@ -87,7 +88,8 @@ def sign_match_methods(
     """
     fam = {k: v for k, v in grids.items() if k != "qpsbgd_c0"}
     fam["qpsbgd"] = {"lr": list(grids["qpsbgd"]["lr"])}
-    options = {"formulation": "sign_match", "sign_match": {"rows": rows}}
+    sm = {"rows": rows, **({"decode": decode} if decode != "energy" else {})}
+    options = {"formulation": "sign_match", "sign_match": sm}
     keys = [f"qpsbgd_{b}" for b in backends]
     methods = build_methods(
         fam, backends=backends, annealer=annealer, qpsbgd_options=options, include=keys
@@ -209,7 +211,9 @@ def _mean(records: list[dict], key: str) -> float:
     return sum(r[key] for r in records) / len(records)
 
 
-def audit_sign_match(ds, annealer: dict, backend: str, steps: int, rows: int | None) -> dict:
+def audit_sign_match(
+    ds, annealer: dict, backend: str, steps: int, rows: int | None, decode: str = "energy"
+) -> dict:
     """The annealer against the exact optimum on the sign-matching problems of real training.
 
     Trains QP-SBGD (sign matching, lr 0.01, seed 0) for ``steps`` mini-batches and reads the
@@ -229,7 +233,7 @@ def audit_sign_match(ds, annealer: dict, backend: str, steps: int, rows: int | N
         lr=0.01,
         other_lr=0.01,
         formulation="sign_match",
-        sign_match={"rows": rows},
+        sign_match={"rows": rows, "decode": decode},
         backend=cfg,
         seed=0,
     )
@@ -259,7 +263,13 @@ def audit_sign_match(ds, annealer: dict, backend: str, steps: int, rows: int | N
             "steps_at_optimum": sum(r["mismatch"] <= r["mismatch_optimum"] + 1e-12 for r in rs)
             / len(rs),
         }
-    return {"backend": backend, "annealer": annealer, "rows": rows, "layers": layers}
+    return {
+        "backend": backend,
+        "annealer": annealer,
+        "rows": rows,
+        "decode": decode,
+        "layers": layers,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -277,6 +287,13 @@ def main(argv: list[str] | None = None) -> dict:
         type=int,
         default=8,
         help="mini-batch rows per sign-matching problem (0: all 20)",
+    )
+    parser.add_argument(
+        "--sign-match-decode",
+        choices=["energy", "mismatch"],
+        default="energy",
+        help="direction of the lowest-energy read, or of the read that mismatches least "
+        "(qsgd.sign_match.DECODES)",
     )
     parser.add_argument("--epochs", type=int, default=20, help="maximum epochs of every run")
     parser.add_argument(
@@ -321,11 +338,18 @@ def main(argv: list[str] | None = None) -> dict:
             )
             raise SystemExit(2)
         out = audit_sign_match(
-            ds, annealer, backends[0], args.audit_sign_match, args.sign_match_rows or None
+            ds,
+            annealer,
+            backends[0],
+            args.audit_sign_match,
+            args.sign_match_rows or None,
+            args.sign_match_decode,
         )
         out["command"] = command_line("examples/a1a_2layer.py", argv)
         reads = annealer.get("num_reads")
-        path = Path(args.out) / f"a1a_2layer_sign_match_audit_{reads}reads.json"
+        name = f"a1a_2layer_sign_match_audit_{reads}reads"
+        name += "_mismatch" if args.sign_match_decode == "mismatch" else ""
+        path = Path(args.out) / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(out, indent=1) + "\n")
         print(json.dumps(out["layers"], indent=1))
@@ -365,7 +389,7 @@ def main(argv: list[str] | None = None) -> dict:
     grid = grids(args.smoke)
     methods = build_methods(grid, backends=backends, annealer=annealer)
     if sm_backends:
-        sm = sign_match_methods(grid, sm_backends, annealer, rows)
+        sm = sign_match_methods(grid, sm_backends, annealer, rows, args.sign_match_decode)
         at = max((i + 1 for i, m in enumerate(methods) if m.key.startswith("qpsbgd")), default=0)
         methods[at:at] = sm
     if include is not None:

@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_ROWS",
     "SIGN_MATCH_OPTIONS",
     "WEIGHT_SCALES",
+    "DECODES",
     "check_sign_match_options",
     "neuron_slack_bits",
     "neuron_num_variables",
@@ -80,7 +81,14 @@ SIGN_MATCH_OPTIONS: dict[str, Any] = {
     "weighted": True,
     "weight_scale": "neuron",
     "resolution": None,
+    "decode": "energy",
 }
+#: Accepted values of ``decode``: the direction of each problem's lowest-energy read
+#: (``"energy"``, as every formulation) or of the read whose direction has the fewest weighted
+#: mismatches (``"mismatch"``; ties: the lower energy). A read's energy is its direction's
+#: mismatch count plus whatever its ancillas miss, so an annealer often returns the best
+#: direction in a read that is not the lowest in energy; ``"mismatch"`` keeps it.
+DECODES: tuple[str, ...] = ("energy", "mismatch")
 
 
 def _where(name: str | None) -> str:
@@ -91,7 +99,8 @@ def check_sign_match_options(options: Mapping[str, Any] | None) -> dict[str, Any
     """Validate ``QPSBGD(sign_match=...)`` and fill in the defaults of :data:`SIGN_MATCH_OPTIONS`.
 
     Keys: ``rows`` (positive int or None: all rows), ``penalty`` (>= 1), ``weighted`` (bool),
-    ``weight_scale`` (``"neuron"`` or ``"layer"``), ``resolution`` (> 0 or None).
+    ``weight_scale`` (``"neuron"`` or ``"layer"``), ``resolution`` (> 0 or None), ``decode``
+    (``"energy"`` or ``"mismatch"``, see :data:`DECODES`).
 
     Raises:
         TypeError: ``options`` is not a mapping or ``weighted`` is not a bool.
@@ -134,6 +143,11 @@ def check_sign_match_options(options: Mapping[str, Any] | None) -> dict[str, Any
         raise ValueError(
             f"sign_match weight_scale must be one of {', '.join(map(repr, WEIGHT_SCALES))} "
             f"(got {out['weight_scale']!r})"
+        )
+    if out["decode"] not in DECODES:
+        raise ValueError(
+            f"sign_match decode must be one of {', '.join(map(repr, DECODES))} "
+            f"(got {out['decode']!r})"
         )
     res = out["resolution"]
     if res is not None and (
@@ -408,7 +422,9 @@ def sign_match_update(
     Rows with a zero gradient are dropped, at most ``rows`` of the others are drawn
     (:func:`select_rows`, from the step's solver seed), the ``fan_out`` problems of
     :func:`sign_match_neuron_ising` are solved in one batched call of the optimizer's backend,
-    and the latent weight moves as in ``binary_gradient``:
+    each problem's direction is read from its lowest-energy read or, with ``decode =
+    "mismatch"``, from the read whose direction mismatches least (:data:`DECODES`), and the
+    latent weight moves as in ``binary_gradient``:
     ``W <- clip(W - lr * D, -latent_clip, latent_clip)`` (the forward pass uses ``sign(W)``).
     A neuron whose gradient is zero on every drawn row has no information: its row of ``D``
     is 0 (it does not move). The problems are never split into blocks: a backend that solves
@@ -494,7 +510,15 @@ def sign_match_update(
     qpu.add(result.info, batch.num_problems)
     wall = float(result.info.get("wall_time", time.perf_counter() - t0))
     counts = dict(result.info["solved_by_counts"])
-    D = sign_match_neuron_decode(result.best, n).astype(np.float64)
+    if opts["decode"] == "mismatch":  # every read's direction, scored by the objective itself
+        reads = sign_match_neuron_decode(result.samples, n).astype(np.float64)  # (m, r, n)
+        z = np.einsum("bi,mri->mrb", _integer_inputs(Xn, build["resolution"], name), reads)
+        wrong = np.where(z >= 0, 1.0, -1.0) != np.where(Gn < 0, -1.0, 1.0).T[:, None, :]
+        w = _weights(Gn, build["weighted"], build["weight_scale"]).T[:, None, :]
+        pick_read = np.argmin((w * wrong).sum(axis=2), axis=1)  # first = lowest energy on ties
+        D = reads[np.arange(m), pick_read]
+    else:
+        D = sign_match_neuron_decode(result.best, n).astype(np.float64)
     informative = np.abs(Gn).max(axis=0) > 0
     D[~informative] = 0.0
     scored = {k: build[k] for k in ("weighted", "weight_scale", "resolution")}

@@ -71,7 +71,10 @@ def test_dwave_config_is_sign_match_packed_on_the_mock():
     from qsgd.errors import ConfigError
 
     cfg = load_config(DWAVE)
-    assert cfg.optimizer.formulation == "sign_match" and cfg.optimizer.sign_match == {"rows": 8}
+    assert cfg.optimizer.formulation == "sign_match" and cfg.optimizer.sign_match == {
+        "rows": 8,
+        "decode": "mismatch",
+    }
     assert cfg.annealer.backend == "mock-dwave" and cfg.annealer.pack
     assert cfg.annealer.sampler_backend == "mock-dwave-packed"
     with pytest.raises(
@@ -93,7 +96,7 @@ def test_dwave_config_trains_end_to_end_offline_with_qpu_records(tmp_path, monke
         "train.max_batches_per_epoch=2",
         "annealer.num_reads=2",
         "annealer.options={ topology_shape = [6] }",
-        "optimizer.sign_match={ rows = 4 }",
+        "optimizer.sign_match={ rows = 4, decode = \"mismatch\" }",
     ]
     argv = ["train", str(DWAVE), "--run-dir", str(run), "--quiet"]
     assert main(argv + [a for o in overrides for a in ("--set", o)]) == 0

@@ -151,6 +151,7 @@ def test_inputs_must_be_integers_unless_resolution():
         ({"weighted": 1}, TypeError, r"weighted must be a bool \(got 1\)"),
         ({"weight_scale": "x"}, ValueError, r"weight_scale must be one of 'neuron', 'layer'"),
         ({"rowz": 3}, ValueError, r"unknown option 'rowz'"),
+        ({"decode": "best"}, ValueError, r"decode must be one of 'energy', 'mismatch'"),
     ],
 )
 def test_options_are_checked(opts, exc, msg):
@@ -256,3 +257,33 @@ def test_qpsbgd_rejects_bad_sign_match_options_and_formulation():
         QPSBGD(model, formulation="sign_match", sign_match={"rows": -1})
     with pytest.raises(ValueError, match=r"formulation must be one of .*'sign_match'.*got 'x'"):
         QPSBGD(model, formulation="x")
+
+
+def test_decode_mismatch_takes_the_read_with_the_best_direction():
+    """A read's energy adds what its ancillas miss: the lowest-energy read need not carry the
+    best direction. decode="mismatch" scores every read's direction by the objective."""
+    from bnn.layers import BinaryLinear
+
+    rng = np.random.default_rng(0)
+    X = torch.as_tensor(rng.choice([-1.0, 1.0], size=(8, 5)), dtype=torch.float32)
+    G = torch.as_tensor(rng.normal(size=(8, 6)), dtype=torch.float32)
+    records = {}
+    for decode in ("energy", "mismatch"):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(BinaryLinear(5, 6))
+        opt = QPSBGD(
+            model,
+            lr=0.1,
+            formulation="sign_match",
+            backend="neal",
+            backend_options={"num_reads": 100, "num_sweeps": 100},
+            seed=1,
+            sign_match={"decode": decode},
+        )
+        (model(X) * G).sum().backward()  # dL/dz = G
+        opt.step()
+        records[decode] = opt.last_stats[0]
+    e, mm = records["energy"], records["mismatch"]
+    assert e["best_energy"] == mm["best_energy"]  # the same reads
+    assert mm["mismatch"] == pytest.approx(mm["mismatch_optimum"], abs=1e-12)
+    assert e["mismatch"] > mm["mismatch"] + 0.05  # the lowest-energy reads miss it here
