@@ -265,24 +265,6 @@ def _run_kernel(kernel: str, *args: Any) -> np.ndarray:
     return (_k.run_fast if kernel == "fast" else _k.run_reference)(*args)
 
 
-# --------------------------------------------------------------------------- energies
-
-
-def _energies(batch: IsingBatch, samples: np.ndarray, use_factor: bool) -> np.ndarray:
-    """float64 energies ``(m, reads)`` of ``samples`` ``(m, reads, n)``.
-
-    With the factor ``F`` (``r x n``): ``h.s + scale/2 (||F s||^2 - sum_i ||F[:, i]||^2) + offset``,
-    ``O(r n)`` per sample instead of ``O(n^2)``.
-    """
-    if not use_factor:
-        return batch.energies(samples)
-    F = np.asarray(batch.factor, dtype=np.float64)
-    s = samples.astype(np.float64)
-    u = s @ F.T  # (m, reads, r)
-    quad = 0.5 * batch.factor_scale * ((u * u).sum(axis=2) - (F * F).sum())
-    return np.einsum("mrn,mn->mr", s, batch.h) + quad + batch.offset[:, None]
-
-
 # --------------------------------------------------------------------------- validation
 
 
@@ -406,8 +388,7 @@ class BatchedAnnealer(dimod.Sampler):
 
         Returns:
             Samples sorted by energy per problem (not sorted when ``num_reads == 1``), energies
-            recomputed in float64 (from the factor on the factor path, from ``J`` otherwise),
-            and ``info`` with ``backend``, ``wall_time`` (seconds), ``device``, ``num_sweeps``,
+            recomputed in float64 from ``batch`` (:meth:`IsingBatch.energies`), and ``info`` with ``backend``, ``wall_time`` (seconds), ``device``, ``num_sweeps``,
             ``num_reads``, ``beta_range`` (``(m, 2)`` array), ``path`` (``"factor"`` or
             ``"dense"``), ``kernel``, ``num_threads`` (CPU; ``None`` on torch devices) and
             ``energies_from_batch`` (True: ``solve_batch`` skips its own energy pass).
@@ -496,7 +477,7 @@ class BatchedAnnealer(dimod.Sampler):
             threads = None
 
         samples = spins.reshape(m, num_reads, n)
-        energies = _energies(batch, samples, use_factor)
+        energies = batch.energies(samples)  # float64, bit-identical to every other path
         if num_reads > 1:
             order = np.argsort(energies, axis=1, kind="stable")
             samples = np.take_along_axis(samples, order[:, :, None], axis=1)
