@@ -18,6 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT = str(REPO / "examples" / "configs" / "default.toml")
 SMALL = [
     "--set",
+    "annealer.backend=neal",  # default.toml uses batched; these tests pin neal vs tabu
+    "--set",
     "train.epochs=2",
     "--set",
     "train.max_batches_per_epoch=2",

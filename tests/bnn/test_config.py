@@ -73,7 +73,8 @@ def test_paper_configs_have_the_paper_settings():
     )
     assert ten.annealer.backend == "batched"
     default = load_config(REPO / "examples/configs/default.toml")
-    assert (default.data.name, default.annealer.backend) == ("breast_cancer", "neal")
+    assert (default.data.name, default.annealer.backend) == ("breast_cancer", "batched")
+    assert (default.optimizer.curvature_scale, default.optimizer.other_lr) == ("fisher", 0.01)
 
 
 def test_defaults_fill_missing_sections():
