@@ -79,7 +79,7 @@ def sign_match_methods(
     backends: list[str],
     annealer: dict,
     rows: int | None,
-    decode: str = "energy",
+    decode: str = "mismatch",
 ) -> list:
     """QP-SBGD with the sign-matching formulation on each backend (key ``qpsbgd_sm_<backend>``).
 
@@ -88,7 +88,7 @@ def sign_match_methods(
     """
     fam = {k: v for k, v in grids.items() if k != "qpsbgd_c0"}
     fam["qpsbgd"] = {"lr": list(grids["qpsbgd"]["lr"])}
-    sm = {"rows": rows, **({"decode": decode} if decode != "energy" else {})}
+    sm = {"rows": rows, "decode": decode}
     options = {"formulation": "sign_match", "sign_match": sm}
     keys = [f"qpsbgd_{b}" for b in backends]
     methods = build_methods(
@@ -212,7 +212,7 @@ def _mean(records: list[dict], key: str) -> float:
 
 
 def audit_sign_match(
-    ds, annealer: dict, backend: str, steps: int, rows: int | None, decode: str = "energy"
+    ds, annealer: dict, backend: str, steps: int, rows: int | None, decode: str = "mismatch"
 ) -> dict:
     """The annealer against the exact optimum on the sign-matching problems of real training.
 
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--sign-match-decode",
         choices=["energy", "mismatch"],
-        default="energy",
+        default="mismatch",
         help="direction of the lowest-energy read, or of the read that mismatches least "
         "(qsgd.sign_match.DECODES)",
     )
@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> dict:
         out["command"] = command_line("examples/a1a_2layer.py", argv)
         reads = annealer.get("num_reads")
         name = f"a1a_2layer_sign_match_audit_{reads}reads"
-        name += "_mismatch" if args.sign_match_decode == "mismatch" else ""
+        name += "_mismatch" if args.sign_match_decode == "mismatch" else "_energy"
         path = Path(args.out) / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(out, indent=1) + "\n")

@@ -81,11 +81,11 @@ SIGN_MATCH_OPTIONS: dict[str, Any] = {
     "weighted": True,
     "weight_scale": "neuron",
     "resolution": None,
-    "decode": "energy",
+    "decode": "mismatch",
 }
 #: Accepted values of ``decode``: the direction of each problem's lowest-energy read
-#: (``"energy"``, as every formulation) or of the read whose direction has the fewest weighted
-#: mismatches (``"mismatch"``; ties: the lower energy). A read's energy is its direction's
+#: (``"energy"``, as the other formulations) or of the read whose direction has the fewest
+#: weighted mismatches (``"mismatch"``, the default; ties: the lower energy). A read's energy is its direction's
 #: mismatch count plus whatever its ancillas miss, so an annealer often returns the best
 #: direction in a read that is not the lowest in energy; ``"mismatch"`` keeps it.
 DECODES: tuple[str, ...] = ("energy", "mismatch")
@@ -465,6 +465,8 @@ def sign_match_update(
         "rows": 0,
         "best_energy": float("nan"),
         "flip_ratio": 0.0,
+        "num_weights": m * n,
+        "num_flipped": 0,
         "wall_time": 0.0,
         "backend": optimizer.backend_name,
         "solved_by": None,
@@ -547,6 +549,7 @@ def sign_match_update(
         sign_match_rows=int(Xn.shape[0]),
         best_energy=float(np.mean(result.best_energy)),
         flip_ratio=flips / float(m * n),
+        num_flipped=flips,
         wall_time=wall,
         solved_by="+".join(sorted(counts)),
         solved_by_counts=counts,

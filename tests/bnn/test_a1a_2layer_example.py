@@ -38,7 +38,10 @@ def test_a1a_2layer_smoke_has_the_sign_match_column(tmp_path):
     ]
     assert data["protocol"]["version"] == "fair-1" and data["protocol"]["threads"] == 1
     sm = data["methods"]["qpsbgd_sm_neal"]
-    assert sm["fixed"]["formulation"] == "sign_match" and sm["fixed"]["sign_match"] == {"rows": 4}
+    assert sm["fixed"]["formulation"] == "sign_match" and sm["fixed"]["sign_match"] == {
+        "rows": 4,
+        "decode": "mismatch",
+    }
     assert set(sm["chosen"]) == {"lr"}  # sign matching has no curvature to search
     for m in data["methods"].values():
         run = m["runs"][0]
@@ -96,7 +99,7 @@ def test_dwave_config_trains_end_to_end_offline_with_qpu_records(tmp_path, monke
         "train.max_batches_per_epoch=2",
         "annealer.num_reads=2",
         "annealer.options={ topology_shape = [6] }",
-        "optimizer.sign_match={ rows = 4, decode = \"mismatch\" }",
+        'optimizer.sign_match={ rows = 4, decode = "mismatch" }',
     ]
     argv = ["train", str(DWAVE), "--run-dir", str(run), "--quiet"]
     assert main(argv + [a for o in overrides for a in ("--set", o)]) == 0
@@ -125,7 +128,7 @@ def test_a1a_2layer_diagnose_smoke(tmp_path):
 def test_a1a_2layer_sign_match_audit(tmp_path):
     argv = ["--audit-sign-match", "2", "--backend", "neal", "--num-reads", "2"]
     out = _load().main(argv + ["--num-sweeps", "20", "--out", str(tmp_path)])
-    assert (tmp_path / "a1a_2layer_sign_match_audit_2reads.json").is_file()
+    assert (tmp_path / "a1a_2layer_sign_match_audit_2reads_mismatch.json").is_file()
     assert set(out["layers"]) == {"net.0", "net.3"} and out["rows"] == 8
     for layer in out["layers"].values():
         assert layer["steps"] == 2 and layer["variables"] in (35, 45)
