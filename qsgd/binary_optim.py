@@ -155,11 +155,12 @@ class BinaryCaseOptimizer(Optimizer):
 
     def _finish_step(self, records: list[dict[str, Any]]) -> None:
         """Store the step's per-layer ``records`` and their overall flip ratio
-        (``num_flipped`` over ``num_weights`` of the layers not ``skipped``)."""
+        (``num_flipped`` over ``num_weights`` of the layers not ``skipped``; a record without
+        ``num_weights`` is left out)."""
         self.last_stats = records
-        done = [r for r in records if not r.get("skipped")]
+        done = [r for r in records if not r.get("skipped") and "num_weights" in r]
         total = sum(int(r["num_weights"]) for r in done)
-        flipped = sum(int(r["num_flipped"]) for r in done)
+        flipped = sum(int(r.get("num_flipped", 0)) for r in done)
         self.last_flip_ratio = flipped / total if total else 0.0
 
     # -- torch contract -----------------------------------------------------------------

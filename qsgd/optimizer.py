@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from qsgd.binary_optim import BinaryCaseOptimizer
 from qsgd.curvature import attach_sampled_fisher, kfac_curvature, per_neuron_layer_ising
 from qsgd.errors import ConfigError, ProblemError
 from qsgd.ising import IsingBatch
@@ -237,6 +238,8 @@ def _new_record(name: str, step: int, m: int, n: int, seed: int, backend: str) -
         "rows": 0,
         "best_energy": float("nan"),
         "flip_ratio": 0.0,
+        "num_weights": m * n,
+        "num_flipped": 0,
         "wall_time": 0.0,
         "backend": backend,
         "solved_by": None,
@@ -300,7 +303,7 @@ def _solved(result: Any, num_problems: int, default: str, *, shared: bool = Fals
     return _Solved(best, best_e, float(info.get("wall_time", 0.0)), dict(counts), qpu.record())
 
 
-class QPSBGD(torch.optim.Optimizer):
+class QPSBGD(BinaryCaseOptimizer):
     """Quantum projected stochastic binary-gradient descent over a model's binary layers.
 
     Each binary layer (a :class:`qsgd.binary.BinaryLayer` with ``binary=True``, such as the
@@ -517,11 +520,12 @@ class QPSBGD(torch.optim.Optimizer):
 
         binary_ids = {id(p) for p in model.parameters() if is_binary_param(p)}
         others = [p for p in model.parameters() if id(p) not in binary_ids and p.requires_grad]
-        self.other_optimizer: torch.optim.Optimizer | None = None
-        if others and other_optimizer == "adam":
-            self.other_optimizer = torch.optim.Adam(others, lr=self.other_lr)
-        elif others and other_optimizer == "sgd":
-            self.other_optimizer = torch.optim.SGD(others, lr=self.other_lr)
+        # the inner optimizer of qsgd.binary_optim.BinaryCaseOptimizer (also self.other_optimizer)
+        self._set_inner(
+            other_optimizer,
+            [{"params": others, "lr": self.other_lr}] if others else [],
+            what="other_optimizer",
+        )
 
     # ------------------------------------------------------------------ schedule and seeds
 
@@ -592,12 +596,12 @@ class QPSBGD(torch.optim.Optimizer):
         captured = {i: self._captured(i) for i in scheduled}  # validate all before updating any
         t = self.step_count
         stats = self._update_layers(scheduled, captured, t)
-        if self.other_optimizer is not None:
-            self.other_optimizer.step()
+        if self.inner is not None:
+            self.inner.step()
         for layer in self._layers:
             layer.clear_capture()
         self.step_count += 1
-        self.last_stats = stats
+        self._finish_step(stats)
         return loss
 
     def _update_layer(
@@ -855,6 +859,7 @@ class QPSBGD(torch.optim.Optimizer):
         record.update(
             best_energy=float(np.mean(solved.energies)),
             flip_ratio=flips / float(m * n),
+            num_flipped=flips,
             wall_time=solved.wall,
         )
         return record
@@ -889,34 +894,43 @@ class QPSBGD(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------ torch contract
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Zero the gradients of the binary weights and of the standard optimiser's parameters."""
-        super().zero_grad(set_to_none=set_to_none)
-        if self.other_optimizer is not None:
-            self.other_optimizer.zero_grad(set_to_none=set_to_none)
+    @property
+    def other_optimizer(self) -> torch.optim.Optimizer | None:
+        """The standard optimiser of the non-binary parameters (``inner``; None without one)."""
+        return self.inner
 
     def state_dict(self) -> dict[str, Any]:
-        """Torch's state dict plus ``"qpsbgd"``: step count, base seed and the inner optimiser's state."""
+        """Torch's state dict, ``"inner"`` (the standard optimiser's state, the layout of
+        :class:`qsgd.binary_optim.BinaryCaseOptimizer`) and ``"qpsbgd"``: step count, QPU
+        totals and base seed."""
         sd = super().state_dict()
         sd["qpsbgd"] = {
             "step_count": self.step_count,
             "qpu_totals": dict(self.qpu_totals),
             "base_seed": self.base_seed,
-            "other_optimizer": None
-            if self.other_optimizer is None
-            else self.other_optimizer.state_dict(),
         }
         return sd
 
+    def _pop_inner_state(self, sd: dict[str, Any]) -> tuple[bool, Any]:
+        """``"inner"``, or the layout before the shared base: ``sd["qpsbgd"]["other_optimizer"]``."""
+        extra = sd.get("qpsbgd")
+        if "inner" not in sd and isinstance(extra, Mapping) and "other_optimizer" in extra:
+            sd["qpsbgd"] = {k: v for k, v in extra.items() if k != "other_optimizer"}
+            return True, extra["other_optimizer"]
+        return super()._pop_inner_state(sd)
+
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; the trajectory then continues as it would have."""
+        """Restore a :meth:`state_dict` (also one saved before the shared base, whose standard
+        optimiser state sits in ``"qpsbgd"``); the trajectory then continues as it would have."""
         sd = dict(state_dict)
-        extra = sd.pop("qpsbgd", None)
+        extra = sd.get("qpsbgd")
         if extra is None:
             raise ValueError(
                 "state_dict has no 'qpsbgd' entry: it was not saved by QPSBGD.state_dict()"
             )
-        super().load_state_dict(sd)
+        _found, inner = self._pop_inner_state(sd)
+        extra = sd.pop("qpsbgd")
+        super().load_state_dict({**sd, "inner": inner})
         self.step_count = int(extra["step_count"])
         totals = extra.get("qpu_totals") or {}
         self.qpu_totals = {
@@ -924,15 +938,6 @@ class QPSBGD(torch.optim.Optimizer):
             "qpu_access_time": float(totals.get("qpu_access_time", 0.0)),
         }
         self.base_seed = int(extra["base_seed"])
-        inner = extra.get("other_optimizer")
-        if (inner is None) != (self.other_optimizer is None):
-            raise ValueError(
-                "state_dict's standard optimiser does not match this QPSBGD "
-                f"(saved: {'none' if inner is None else 'present'}, here: "
-                f"{'none' if self.other_optimizer is None else 'present'})"
-            )
-        if self.other_optimizer is not None:
-            self.other_optimizer.load_state_dict(inner)
 
     def __repr__(self) -> str:
         return (

@@ -118,3 +118,46 @@ def test_zero_grad_clears_the_inner_optimizers_parameters():
     model(torch.ones(1, 4)).sum().backward()
     opt.zero_grad()
     assert model.weight.grad is None and model.bias.grad is None
+
+
+def test_qpsbgd_shares_the_base_and_loads_a_state_saved_in_the_old_layout():
+    """QP-SBGD's standard optimiser is the base's ``inner``; a state dict written before the
+    shared base (the inner state under ``state_dict()["qpsbgd"]["other_optimizer"]``) still
+    loads, and the run continues exactly as from the new layout."""
+    from bnn.models import BinaryMLP
+    from qsgd.optimizer import QPSBGD
+
+    def setup(seed):
+        torch.manual_seed(seed)
+        model = BinaryMLP(4, [6], 2)
+        return model, QPSBGD(model, lr=0.05, backend="exact", seed=3, other_optimizer="adam")
+
+    def train(model, opt, steps):
+        x = torch.linspace(-1, 1, 32).reshape(8, 4)
+        y = torch.tensor([0, 1] * 4)
+        for _ in range(steps):
+            opt.step(lambda: _loss(model, opt, x, y))
+
+    def _loss(model, opt, x, y):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    model, opt = setup(0)
+    assert isinstance(opt, BinaryCaseOptimizer) and opt.other_optimizer is opt.inner
+    train(model, opt, 2)
+    new = copy.deepcopy(opt.state_dict())
+    weights = copy.deepcopy(model.state_dict())
+    assert new["inner"] is not None and "other_optimizer" not in new["qpsbgd"]
+    old = {k: v for k, v in new.items() if k != "inner"}
+    old["qpsbgd"] = {**new["qpsbgd"], "other_optimizer": new["inner"]}
+    train(model, opt, 2)
+    for layout in (new, old):
+        twin, opt2 = setup(1)
+        twin.load_state_dict(weights)
+        opt2.load_state_dict(copy.deepcopy(layout))
+        train(twin, opt2, 2)
+        for a, b in zip(model.state_dict().values(), twin.state_dict().values(), strict=True):
+            assert torch.equal(a, b)
+    assert 0.0 <= opt.last_flip_ratio <= 1.0
