@@ -52,12 +52,27 @@ from typing import Any
 import dimod
 import numpy as np
 
-from qsgd.errors import BackendError, ConfigError, ProblemTooLargeError
-from qsgd.ising import IsingBatch, to_bqm
+from qsgd.errors import ConfigError, ProblemTooLargeError
+from qsgd.ising import IsingBatch
 from qsgd.samplers.base import BatchResult, Sampler
 from qsgd.samplers.dwave import DWaveBackend, MockDWaveBackend, QPUBackend
 from qsgd.samplers.embedding import _PACKS as _PACK_STORE
 from qsgd.samplers.embedding import clear_embedding_cache, embedding_pack, graph_key_of
+from qsgd.samplers.packed_calls import (  # noqa: F401  (_scale_per_problem: re-exported)
+    Embedding,
+    _chain_strength,
+    _check_positive_int,
+    _child_settings,
+    _couplers,
+    _fit_reads,
+    _joint_bqm,
+    _owners,
+    _resolve_shared,
+    _scale_per_problem,
+    _shared_call,
+    _shared_results,
+    _unembed,
+)
 from qsgd.samplers.qpu_failures import (
     classify_qpu_failure,
     describe_failure,
@@ -75,8 +90,6 @@ __all__ = [
     "packed_dwave",
     "packed_mock_dwave",
 ]
-
-Embedding = dict[int, tuple[int, ...]]
 
 
 def packing_cache_info() -> dict[str, int]:
@@ -140,22 +153,6 @@ def calls_per_layer(num_problems: int, problems_per_call: int) -> int:
     _check_positive_int("num_problems", num_problems)
     _check_positive_int("problems_per_call", problems_per_call)
     return math.ceil(num_problems / problems_per_call)
-
-
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name} must be a positive int (got {value!r})")
-    return int(value)
-
-
-def _symmetric_bound(rng: Any, default: float) -> float:
-    """The largest magnitude allowed in both directions by a ``[lo, hi]`` range property."""
-    try:
-        lo, hi = float(rng[0]), float(rng[1])
-    except (TypeError, ValueError, IndexError, KeyError):
-        return default
-    bound = min(-lo, hi)
-    return bound if bound > 0 else default
 
 
 class PackedQPUSampler(Sampler, dimod.ComposedSampler):
@@ -250,6 +247,44 @@ class PackedQPUSampler(Sampler, dimod.ComposedSampler):
             )
         return k, embs[:k]
 
+    def _run_settings(
+        self, num_reads: Any, chain_strength: Any, annealing_time: Any
+    ) -> dict[str, Any]:
+        """The backend's defaults overridden by the given (not None) run settings.
+
+        Raises:
+            ConfigError: ``num_reads`` is not a positive int.
+        """
+        kw = dict(self.backend.defaults)
+        for name, value in (
+            ("num_reads", num_reads),
+            ("chain_strength", chain_strength),
+            ("annealing_time", annealing_time),
+        ):
+            if value is not None:
+                kw[name] = value
+        _check_positive_int("num_reads", kw["num_reads"])
+        return kw
+
+    def _fall_back_on(self, exc: Exception) -> bool:
+        """Whether a failed batch goes to the backend's fallback (switched to now).
+
+        False: ``exc`` is no QPU failure (the caller re-raises it).
+
+        Raises:
+            QPUUnreachableError, QPUAuthenticationError, UnknownSolverError,
+            SolverFailureError: a QPU failure with no fallback to take it.
+        """
+        found = classify_qpu_failure(exc)
+        if found is None:
+            return False
+        kind = found[0]
+        if kind != "connection" or self.backend.fallback is None:
+            hint = self.backend._connection_hint() if kind == "connection" else ""
+            raise service_error(self.backend.label, kind, exc, hint) from exc
+        self.backend._switch_to_fallback(describe_failure(exc))
+        return True
+
     def _fallback_batch(
         self, batch: IsingBatch, kw: dict[str, Any], seed: int | None
     ) -> BatchResult:
@@ -278,15 +313,7 @@ class PackedQPUSampler(Sampler, dimod.ComposedSampler):
         from dwave.embedding import embed_bqm
 
         m, n, k = batch.num_problems, batch.num_variables, len(embs)
-        child = self.backend.child
-        props = getattr(child, "properties", {}) or {}
-        h_bound = _symmetric_bound(props.get("h_range"), 1.0)
-        j_bound = _symmetric_bound(props.get("j_range"), 1.0)
-        reads = int(kw["num_reads"])
-        child_kw: dict[str, Any] = {"num_reads": reads}
-        if kw.get("annealing_time") is not None:
-            child_kw["annealing_time"] = kw["annealing_time"]
-        seeded = "seed" in self.backend.parameters
+        child, h_bound, j_bound, reads, child_kw, seeded = _child_settings(self.backend, kw)
         slot_of, var_of = _owners(embs)
         pending: list[tuple[np.ndarray, Any]] = []
         max_qubits = 0
@@ -348,15 +375,7 @@ class PackedQPUSampler(Sampler, dimod.ComposedSampler):
         t0 = time.perf_counter()
         if not isinstance(batch, IsingBatch):
             raise TypeError(f"batch must be an IsingBatch (got {type(batch).__name__})")
-        kw = dict(self.backend.defaults)
-        for name, value in (
-            ("num_reads", num_reads),
-            ("chain_strength", chain_strength),
-            ("annealing_time", annealing_time),
-        ):
-            if value is not None:
-                kw[name] = value
-        _check_positive_int("num_reads", kw["num_reads"])
+        kw = self._run_settings(num_reads, chain_strength, annealing_time)
         if self.backend.child is None:  # unreachable QPU: the backend's fallback, one by one
             return self._fallback_batch(batch, kw, seed)
         m, n = batch.num_problems, batch.num_variables
@@ -368,14 +387,8 @@ class PackedQPUSampler(Sampler, dimod.ComposedSampler):
         try:
             samples, cbf, access, max_qubits, t_resolve = self._calls(batch, embs, cs, kw, seeds)
         except Exception as exc:
-            found = classify_qpu_failure(exc)
-            if found is None:
+            if not self._fall_back_on(exc):
                 raise
-            kind = found[0]
-            if kind != "connection" or self.backend.fallback is None:
-                hint = self.backend._connection_hint() if kind == "connection" else ""
-                raise service_error(self.backend.label, kind, exc, hint) from exc
-            self.backend._switch_to_fallback(describe_failure(exc))
             return self._fallback_batch(batch, kw, seed)
         t_done = time.perf_counter()
         energies = batch.energies(samples)
@@ -451,24 +464,14 @@ class PackedQPUSampler(Sampler, dimod.ComposedSampler):
             raise ConfigError(
                 f"seeds must have one entry per batch ({len(batches)}) (got {len(seeds)})"
             )
-        kw = dict(self.backend.defaults)
-        for name, value in (
-            ("num_reads", num_reads),
-            ("chain_strength", chain_strength),
-            ("annealing_time", annealing_time),
-        ):
-            if value is not None:
-                kw[name] = value
-        _check_positive_int("num_reads", kw["num_reads"])
+        kw = self._run_settings(num_reads, chain_strength, annealing_time)
         if self.backend.child is None or not batches:
             return [self._fallback_batch(b, kw, s) for b, s in zip(batches, seeds, strict=True)]
-        nb = len(batches)
         sizes = np.array([b.num_problems for b in batches])
         ns = np.array([b.num_variables for b in batches])
-        total = int(sizes.sum())
         wanted = problems_per_call or self.problems_per_call
         # groups of batches that fit equally many problems per call (slots of the group's largest n)
-        fits = [self._per_call(int(n), wanted, total)[0] for n in ns]
+        fits = [self._per_call(int(n), wanted, int(sizes.sum()))[0] for n in ns]
         groups: dict[int, list[int]] = {}
         for b_i in np.argsort(ns, kind="stable"):
             groups.setdefault(fits[b_i], []).append(int(b_i))
@@ -478,28 +481,9 @@ class PackedQPUSampler(Sampler, dimod.ComposedSampler):
         ]
         given = [int(s) for s in seeds if s is not None]
         base = int(np.random.SeedSequence(given).generate_state(1)[0] >> 1) if given else None
-        child = self.backend.child
-        props = getattr(child, "properties", {}) or {}
-        h_bound = _symmetric_bound(props.get("h_range"), 1.0)
-        j_bound = _symmetric_bound(props.get("j_range"), 1.0)
-        reads = int(kw["num_reads"])
-        child_kw: dict[str, Any] = {"num_reads": reads}
-        if kw.get("annealing_time") is not None:
-            child_kw["annealing_time"] = kw["annealing_time"]
-        seeded = "seed" in self.backend.parameters
-        couplers = []
-        for b in batches:  # each batch's upper-triangle couplings, once
-            iu, ju = np.triu_indices(b.num_variables, k=1)
-            jv = b.J[iu, ju]
-            nz = jv != 0
-            couplers.append((iu[nz], ju[nz], jv[nz]))
-        plans = []  # (owner, local, n_max, k, embs, slot_of, var_of) per group
-        for members in (sorted(g) for g in groups.values()):
-            n_max = int(ns[members].max())
-            k, embs = self._per_call(n_max, wanted, int(sizes[members].sum()))
-            owner = np.repeat(np.array(members), sizes[members])
-            local = np.concatenate([np.arange(sizes[b_i]) for b_i in members])
-            plans.append((owner, local, n_max, k, embs, *_owners(embs)))
+        child, h_bound, j_bound, reads, child_kw, seeded = _child_settings(self.backend, kw)
+        couplers = _couplers(batches)
+        plans = self._shared_plans(groups, sizes, ns, wanted)
         num_calls = sum(-(-len(p[0]) // p[3]) for p in plans)
         call_seeds = problem_seeds(base, num_calls)
         pending = []
@@ -508,31 +492,9 @@ class PackedQPUSampler(Sampler, dimod.ComposedSampler):
             for owner, local, n_max, k, embs, slot_of, var_of in plans:  # submit every call ...
                 for start in range(0, len(owner), k):
                     slots = np.arange(start, min(start + k, len(owner)))
-                    labels, lin, qi, qj, qx, chains, cs = [], [], [], [], [], {}, {}
-                    pos = 0  # position of the problem's first spin in the call's variables
-                    for j, q in enumerate(slots):
-                        b_i, p = int(owner[q]), int(local[q])
-                        n = int(ns[b_i])
-                        labels.append(j * n_max + np.arange(n))
-                        lin.append(batches[b_i].h[p])
-                        iu, ju, jv = couplers[b_i]
-                        qi.append(iu + pos)
-                        qj.append(ju + pos)
-                        qx.append(jv)
-                        pos += n
-                        for v in range(n):  # one entry per chain, as in sample_batch
-                            chains[j * n_max + v] = embs[j][v]
-                            cs[j * n_max + v] = strengths[b_i]
-                    source = dimod.BinaryQuadraticModel.from_numpy_vectors(
-                        np.concatenate(lin).astype(np.float64),
-                        (
-                            np.concatenate(qi),
-                            np.concatenate(qj),
-                            np.concatenate(qx).astype(np.float64),
-                        ),
-                        0.0,
-                        dimod.SPIN,
-                        variable_order=np.concatenate(labels).tolist(),
+                    problems = [(int(owner[q]), int(local[q])) for q in slots]
+                    source, chains, cs = _shared_call(
+                        batches, couplers, strengths, problems, n_max, embs
                     )
                     target = embed_bqm(source, chains, child.adjacency, chain_strength=cs)
                     target = _scale_per_problem(target, slot_of, len(slots), h_bound, j_bound)
@@ -540,195 +502,37 @@ class PackedQPUSampler(Sampler, dimod.ComposedSampler):
                     c += 1
                     call = child.sample(target, **child_kw, **extra)
                     pending.append((owner[slots], local[slots], n_max, slot_of, var_of, call))
-            samples = [np.empty((b.num_problems, reads, b.num_variables), np.int8) for b in batches]
-            cbf = [np.empty(b.num_problems) for b in batches]
-            access = np.zeros(nb)
-            counted = np.zeros(nb, dtype=int)
-            held = np.zeros(nb)
-            for owners, locals_, n_max, slot_of, var_of, call in pending:  # ... then resolve
-                call.resolve()
-                spins, broken = _unembed(call, slot_of, var_of, len(owners), n_max)
-                per = np.bincount(owners, minlength=nb)
-                top = int(per.argmax())
-                counted[top] += 1
-                held[top] += len(owners)
-                access += qpu_access_seconds(call.info) * per / len(owners)
-                for j, (b_i, p) in enumerate(zip(owners.tolist(), locals_.tolist(), strict=True)):
-                    n = int(ns[b_i])
-                    samples[b_i][p] = _fit_reads(spins[:, j, :n], reads)
-                    # a smaller problem's unused chains are not in the call (never broken)
-                    cbf[b_i][p] = float(broken[:, j].mean()) * n_max / n if len(broken) else 0.0
+            resolved = _resolve_shared(pending, batches, reads)  # ... then resolve them
         except Exception as exc:
-            found = classify_qpu_failure(exc)
-            if found is None:
+            if not self._fall_back_on(exc):
                 raise
-            kind = found[0]
-            if kind != "connection" or self.backend.fallback is None:
-                hint = self.backend._connection_hint() if kind == "connection" else ""
-                raise service_error(self.backend.label, kind, exc, hint) from exc
-            self.backend._switch_to_fallback(describe_failure(exc))
             return [self._fallback_batch(b, kw, s) for b, s in zip(batches, seeds, strict=True)]
         wall = time.perf_counter() - t0
-        work = (sizes * ns).astype(np.float64)
-        out = []
-        for b_i, b in enumerate(batches):
-            s = samples[b_i]
-            energies = b.energies(s)
-            if reads > 1:
-                order = np.argsort(energies, axis=1, kind="stable")
-                s = np.take_along_axis(s, order[:, :, None], axis=1)
-                energies = np.take_along_axis(energies, order, axis=1)
-            calls = int(counted[b_i])
-            info = {
-                "backend": self.backend_name,
-                "solved_by": self.backend_name,
-                "calls": calls,
-                "qpu_calls": calls,
-                "problems_per_call": float(held[b_i] / calls) if calls else None,
-                "qpu_access_time": float(access[b_i]),
-                "chain_break_fraction": float(cbf[b_i].mean()),
-                "chain_break_fractions": cbf[b_i],
-                "chain_strength": float(strengths[b_i]),
-                "shared_calls": num_calls,
-                "energies_from_batch": True,
-                "wall_time": wall * float(work[b_i] / work.sum()),
-            }
-            out.append(BatchResult(samples=s, energies=energies, info=info))
-        return out
-
-
-def _chain_strength(batch: IsingBatch, emb: Embedding, given: Any) -> float:
-    """``given``, or ``uniform_torque_compensation`` of the first problem (the couplings of a
-    layer's problems are shared, so every problem of the batch gets the same value).
-
-    Raises:
-        ConfigError: not a positive number.
-    """
-    from dwave.embedding.chain_strength import uniform_torque_compensation
-
-    cs = given
-    if cs is None:
-        bqm0 = to_bqm(batch, 0)
-        cs = float(uniform_torque_compensation(bqm0, emb)) if bqm0.num_interactions else 1.0
-    if isinstance(cs, bool) or not (isinstance(cs, (int, float)) and cs > 0):
-        raise ConfigError(f"chain_strength must be a positive number (got {cs!r})")
-    return float(cs)
-
-
-def _owners(embs: list[Embedding]) -> tuple[np.ndarray, np.ndarray]:
-    """Qubit -> problem slot and qubit -> variable (``-1``: unused), for scaling and unembedding.
-
-    Raises:
-        BackendError: two embeddings share a qubit.
-    """
-    max_q = 1 + max(q for e in embs for chain in e.values() for q in chain)
-    slot_of = np.full(max_q, -1, dtype=np.int64)
-    var_of = np.full(max_q, -1, dtype=np.int64)
-    for j, e in enumerate(embs):  # one entry per chain, not per sample
-        for v, chain in e.items():
-            idx = np.asarray(chain, dtype=np.int64)
-            if np.any(slot_of[idx] >= 0):
-                raise BackendError("packed embeddings overlap: a qubit is in two chains")
-            slot_of[idx] = j
-            var_of[idx] = v
-    return slot_of, var_of
-
-
-def _joint_bqm(batch: IsingBatch, idx: np.ndarray) -> dimod.BinaryQuadraticModel:
-    """Problems ``idx`` of ``batch`` as one SPIN BQM, problem ``j`` on variables ``j*n .. j*n+n-1``."""
-    n, kk = batch.num_variables, len(idx)
-    iu, ju = np.triu_indices(n, k=1)
-    jv = batch.J[iu, ju]
-    keep = jv != 0
-    iu, ju, jv = iu[keep], ju[keep], jv[keep]
-    shift = (n * np.arange(kk))[:, None]
-    return dimod.BinaryQuadraticModel.from_numpy_vectors(
-        batch.h[idx].ravel(),
-        ((iu[None, :] + shift).ravel(), (ju[None, :] + shift).ravel(), np.tile(jv, kk)),
-        0.0,
-        dimod.SPIN,
-    )
-
-
-def _scale_per_problem(
-    target: dimod.BinaryQuadraticModel,
-    slot_of: np.ndarray,
-    kk: int,
-    h_bound: float,
-    j_bound: float,
-) -> dimod.BinaryQuadraticModel:
-    """Scale each problem's embedded fields and couplings to fill ``h_bound``/``j_bound``.
-
-    Also checks the packing: every coupler must join two qubits of the same problem.
-
-    Raises:
-        BackendError: a coupler joins two problems (the packing is broken).
-    """
-    order = list(target.variables)
-    qubits = np.asarray(order, dtype=np.int64)
-    lin_b, (row, col, quad), offset = target.to_numpy_vectors(variable_order=order)
-    owner = slot_of[qubits]
-    if np.any(owner < 0):
-        raise BackendError("packed problem uses a qubit outside every embedding")
-    qa, qb = owner[row], owner[col]
-    if np.any(qa != qb):
-        bad = int(np.flatnonzero(qa != qb)[0])
-        raise BackendError(
-            f"packing check failed: coupler ({order[row[bad]]}, {order[col[bad]]}) joins "
-            f"problems {qa[bad]} and {qb[bad]}"
+        return _shared_results(
+            batches, resolved, strengths, num_calls, self.backend_name, reads, wall
         )
-    hmax = np.zeros(kk)
-    jmax = np.zeros(kk)
-    np.maximum.at(hmax, owner, np.abs(lin_b))
-    np.maximum.at(jmax, qa, np.abs(quad))
-    ratio = np.maximum(hmax / h_bound, jmax / j_bound)
-    scale = np.where(ratio > 0, 1.0 / np.where(ratio > 0, ratio, 1.0), 1.0)
-    return dimod.BinaryQuadraticModel.from_numpy_vectors(
-        lin_b * scale[owner],
-        (row, col, quad * scale[qa]),
-        0.0,
-        dimod.SPIN,
-        variable_order=order,
-    )
 
+    def _shared_plans(
+        self, groups: dict[int, list[int]], sizes: np.ndarray, ns: np.ndarray, wanted: int | None
+    ) -> list[tuple[np.ndarray, np.ndarray, int, int, list[Embedding], np.ndarray, np.ndarray]]:
+        """The calls' layout for batches of ``sizes`` problems of ``ns`` spins.
 
-def _unembed(
-    response: dimod.SampleSet, slot_of: np.ndarray, var_of: np.ndarray, kk: int, n: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Majority-vote unembedding of every problem of one call.
+        ``groups`` holds batches that fit equally many problems per call; a group's calls have
+        slots of its largest ``n``.
 
-    Returns:
-        ``spins`` ``(reads, kk, n)`` int8 (ties to +1) and ``broken`` ``(reads, kk)``: the
-        fraction of each problem's chains that are broken in each read.
-    """
-    qubits = np.asarray(list(response.variables), dtype=np.int64)
-    rec = np.asarray(response.record.sample, dtype=np.int64)
-    if response.vartype is dimod.BINARY:
-        rec = 2 * rec - 1
-    counts = np.asarray(response.record.num_occurrences)
-    if np.any(counts != 1):
-        rec = np.repeat(rec, counts, axis=0)
-    slot = slot_of[qubits]
-    use = (slot >= 0) & (slot < kk)
-    flat = slot[use] * n + var_of[qubits][use]  # logical variable of each used column
-    cols = rec[:, use]
-    reads = rec.shape[0]
-    total = np.zeros((reads, kk * n))
-    size = np.zeros(kk * n)
-    np.add.at(total.T, flat, cols.T)
-    np.add.at(size, flat, 1.0)
-    spins = np.where(total >= 0, 1, -1).astype(np.int8).reshape(reads, kk, n)
-    broken = (np.abs(total) != size[None, :]).reshape(reads, kk, n).mean(axis=2)
-    return spins, broken
-
-
-def _fit_reads(s: np.ndarray, reads: int) -> np.ndarray:
-    """Exactly ``reads`` rows (aggregated sample sets can expand to a different count)."""
-    if len(s) == reads:
-        return s
-    if len(s) > reads:
-        return s[:reads]
-    return np.concatenate([s, np.repeat(s[:1], reads - len(s), 0)])
+        Returns:
+            Per group: ``(owner, local, n_max, k, embs, slot_of, var_of)``: each problem's batch
+            and index in it, the slot size, the problems per call, their embeddings and
+            :func:`_owners` of these.
+        """
+        plans = []
+        for members in (sorted(g) for g in groups.values()):
+            n_max = int(ns[members].max())
+            k, embs = self._per_call(n_max, wanted, int(sizes[members].sum()))
+            owner = np.repeat(np.array(members), sizes[members])
+            local = np.concatenate([np.arange(sizes[b_i]) for b_i in members])
+            plans.append((owner, local, n_max, k, embs, *_owners(embs)))
+        return plans
 
 
 def _packed_factory(base: type[QPUBackend], name: str, **defaults: Any):
