@@ -12,6 +12,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch
 from bnn.experiments.methods import PROTOCOL_VERSION, Method, Task, fix_threads
 from bnn.experiments.report import _fmt, markdown_table, paired_differences
 from bnn.experiments.runs import run_method
+from bnn.trial_store import code_fingerprint
 
 # --------------------------------------------------------------------- parallel methods
 _POOL_STATE: dict[str, Any] = {}
@@ -226,6 +228,31 @@ def _document(
     return results
 
 
+def _git_commit() -> str | None:
+    """The commit of the source tree (``+dirty`` with uncommitted changes), or None outside git.
+
+    Bounded: each git call may take at most 5 s."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "qsgd", "bnn"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def environment(
     threads: int | None = None, numba_threads: int | None | str = "query"
 ) -> dict[str, Any]:
@@ -241,6 +268,8 @@ def environment(
         "threads": torch.get_num_threads() if threads is None else threads,
         "torch_threads": torch.get_num_threads(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "source_sha256": code_fingerprint(),
+        "git_commit": _git_commit(),
     }
     try:
         import numba
