@@ -242,6 +242,60 @@ def layer_ising(
         >>> brute_force(layer_ising(X, G, eta=0.1))[0].tolist()
         [[1, -1]]
     """
+    X, G, eta, curvature, damping, dtype = _layer_arrays(
+        inputs, grad_out, eta, curvature, damping, formulation, dtype, name, check
+    )
+    batch, n = X.shape
+    m = G.shape[1]
+
+    # One pass of array products, no loop over neurons: grad = G^T X (m x n), the Gram F^T F
+    # (n x n; given, or computed once), the factor F = X (scaled columns with normalize).
+    F, gram = _layer_gram(X, gram, normalize, name, dtype)
+    grad = G.T @ X  # (m, n): dL/dW
+    base = curvature / batch  # H = base * gram
+    trace_h = base * float(np.trace(gram, dtype=np.float64))
+    lam = damping * (trace_h / n if trace_h > 0 else 1.0)  # absolute damping of the metric
+
+    if formulation == "binary_gradient":
+        scale = eta**2 * base
+        J = gram * dtype.type(scale)
+        np.fill_diagonal(J, 0.0)
+        offset = np.full(m, 0.5 * eta**2 * (trace_h + lam * n), dtype=dtype)
+        h = grad * dtype.type(-eta)
+        return IsingBatch(h=h, J=J, offset=offset, factor=F, factor_scale=float(scale))
+    Bt = _projected_weights(weights, (m, n), name, dtype, check)
+    v = Bt - dtype.type(eta) * grad  # (m, n)
+    vF = v @ F.T  # (m, B): low rank, cheaper than v @ H
+    vH = dtype.type(base) * (vF @ F)  # (m, n) == v @ H
+    J = gram * dtype.type(base)
+    np.fill_diagonal(J, 0.0)
+    offset = 0.5 * trace_h + 0.5 * base * _row_sq(vF)
+    if lam > 0:
+        vH = vH + dtype.type(lam) * v  # v @ (H + lam I)
+        offset = offset + 0.5 * lam * (n + _row_sq(v))
+    return IsingBatch(
+        h=-vH, J=J, offset=offset.astype(dtype, copy=False), factor=F, factor_scale=float(base)
+    )
+
+
+def _layer_arrays(
+    inputs: Any,
+    grad_out: Any,
+    eta: Any,
+    curvature: Any,
+    damping: Any,
+    formulation: str,
+    dtype: Any,
+    name: str | None,
+    check: bool,
+) -> tuple[np.ndarray, np.ndarray, float, float, float, np.dtype]:
+    """:func:`layer_ising`'s checked arguments: ``X``, ``G`` (as ``dtype`` arrays), ``eta``,
+    ``curvature``, ``damping`` and ``dtype``.
+
+    Raises:
+        ValueError: a bad formulation, scalar or dtype.
+        ProblemError: bad arrays (shape, batch size, non-finite values).
+    """
     if formulation not in FORMULATIONS:
         raise ValueError(
             f"formulation must be one of {', '.join(repr(f) for f in FORMULATIONS)} "
@@ -265,40 +319,46 @@ def layer_ising(
     if check:
         _check_finite(X, "inputs", name)
         _check_finite(G, "grad_out", name)
-    batch, n = X.shape
-    m = G.shape[1]
+    return X, G, eta, curvature, damping, dtype
 
-    # One pass of array products, no loop over neurons: grad = G^T X (m x n), the Gram F^T F
-    # (n x n; given, or computed once), the factor F = X (scaled columns with normalize).
+
+def _layer_gram(
+    X: np.ndarray, gram: Any, normalize: bool, name: str | None, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray]:
+    """The factor ``F`` and the Gram ``F^T F`` of :func:`layer_ising` (``gram``: ``X^T X``
+    given by the caller, rescaled with ``normalize``; None: computed).
+
+    Raises:
+        ProblemError: ``gram`` is not ``(n, n)``.
+    """
+    batch, n = X.shape
     if gram is None:
         F = _layer_factor(X, normalize)
-        gram = F.T @ F
-    else:
-        gram = _as_float_array(gram, "gram", name, dtype)
-        if gram.shape != (n, n):
-            raise ProblemError(
-                f"gram{_where(name)} must have shape ({n}, {n}) (got shape {gram.shape})"
-            )
-        F = X
-        if normalize:  # column rms from the Gram's diagonal: mean_b X_bi^2 == gram_ii / B
-            rms = np.sqrt(np.diagonal(gram) / batch)
-            cols = np.divide(1.0, rms, out=np.zeros_like(rms), where=rms > 0)
-            F = X * cols[None, :]
-            gram = gram * np.outer(cols, cols)
-    grad = G.T @ X  # (m, n): dL/dW
-    base = curvature / batch  # H = base * gram
-    trace_h = base * float(np.trace(gram, dtype=np.float64))
-    lam = damping * (trace_h / n if trace_h > 0 else 1.0)  # absolute damping of the metric
+        return F, F.T @ F
+    gram = _as_float_array(gram, "gram", name, dtype)
+    if gram.shape != (n, n):
+        raise ProblemError(
+            f"gram{_where(name)} must have shape ({n}, {n}) (got shape {gram.shape})"
+        )
+    F = X
+    if normalize:  # column rms from the Gram's diagonal: mean_b X_bi^2 == gram_ii / B
+        rms = np.sqrt(np.diagonal(gram) / batch)
+        cols = np.divide(1.0, rms, out=np.zeros_like(rms), where=rms > 0)
+        F = X * cols[None, :]
+        gram = gram * np.outer(cols, cols)
+    return F, gram
 
-    if formulation == "binary_gradient":
-        scale = eta**2 * base
-        J = gram * dtype.type(scale)
-        np.fill_diagonal(J, 0.0)
-        offset = np.full(m, 0.5 * eta**2 * (trace_h + lam * n), dtype=dtype)
-        h = grad * dtype.type(-eta)
-        return IsingBatch(h=h, J=J, offset=offset, factor=F, factor_scale=float(scale))
 
-    # projected
+def _projected_weights(
+    weights: Any, shape: tuple[int, int], name: str | None, dtype: np.dtype, check: bool
+) -> np.ndarray:
+    """The current binary weights ``B_t`` for formulation ``"projected"``, checked.
+
+    Raises:
+        ValueError: no weights given.
+        ProblemError: wrong shape, non-finite, or not exactly ±1.
+    """
+    m, n = shape
     if weights is None:
         raise ValueError(
             f"formulation 'projected' needs weights{_where(name)}: the current binary "
@@ -318,18 +378,7 @@ def layer_ising(
             f"weights{_where(name)} must be exactly +1 or -1 for formulation 'projected' "
             f"({bad} entries are not)"
         )
-    v = Bt - dtype.type(eta) * grad  # (m, n)
-    vF = v @ F.T  # (m, B): low rank, cheaper than v @ H
-    vH = dtype.type(base) * (vF @ F)  # (m, n) == v @ H
-    J = gram * dtype.type(base)
-    np.fill_diagonal(J, 0.0)
-    offset = 0.5 * trace_h + 0.5 * base * _row_sq(vF)
-    if lam > 0:
-        vH = vH + dtype.type(lam) * v  # v @ (H + lam I)
-        offset = offset + 0.5 * lam * (n + _row_sq(v))
-    return IsingBatch(
-        h=-vH, J=J, offset=offset.astype(dtype, copy=False), factor=F, factor_scale=float(base)
-    )
+    return Bt
 
 
 # --------------------------------------------------------------------------- brute force

@@ -129,31 +129,7 @@ def sign_match_ising(
     Shape:
         inputs ``(B, n)``, grad_out ``(B, m)``; result ``h`` ``(1, N)``, ``J`` ``(N, N)``.
     """
-    penalty = _check_positive(penalty, "penalty")
-    if penalty < 1.0:
-        raise ValueError(
-            f"penalty must be >= 1 (the largest mismatch weight) for an exact encoding "
-            f"(got {penalty!r})"
-        )
-    X = _as_float_array(inputs, "inputs", name)
-    G = _as_float_array(grad_out, "grad_out", name)
-    _check_matrix(X, "inputs", name, "(batch, fan_in)")
-    _check_matrix(G, "grad_out", name, "(batch, fan_out)")
-    if G.shape[0] != X.shape[0]:
-        raise ProblemError(
-            f"grad_out{_where(name)} must have shape ({X.shape[0]}, fan_out) with the batch "
-            f"size of inputs (got shape {G.shape}, inputs shape {X.shape})"
-        )
-    _check_finite(X, "inputs", name)
-    _check_finite(G, "grad_out", name)
-    if resolution is not None:
-        res = _check_positive(resolution, "resolution")
-        X = np.round(X / res)
-    elif not np.all(X == np.round(X)):
-        raise ProblemError(
-            f"inputs{_where(name)} must be integer-valued for sign_match (binary activations "
-            f"±1 or {{0,1}}); pass resolution=q to round inputs/q to integers"
-        )
+    penalty, X, G = _sign_match_arrays(inputs, grad_out, penalty, resolution, name)
     batch, n = X.shape
     m = G.shape[1]
     S_b = np.abs(X).sum(axis=1)  # (B,)
@@ -203,6 +179,44 @@ def sign_match_ising(
     h[y_index.reshape(P)] += -0.5 * (w * t).reshape(P)
     offset = penalty * (float(c0 @ c0) + float(np.trace(gram))) + 0.5 * float(w.sum())
     return IsingBatch(h=h[None, :], J=J, offset=np.array([offset]), factor=A, factor_scale=scale)
+
+
+def _sign_match_arrays(
+    inputs: Any, grad_out: Any, penalty: Any, resolution: Any, name: str | None
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """:func:`sign_match_ising`'s checked ``penalty``, integer inputs ``X`` (rounded to
+    ``resolution`` when given) and ``G``.
+
+    Raises:
+        ValueError: a bad ``penalty`` or ``resolution``.
+        ProblemError: bad arrays (shape, batch size, non-finite or non-integer inputs).
+    """
+    penalty = _check_positive(penalty, "penalty")
+    if penalty < 1.0:
+        raise ValueError(
+            f"penalty must be >= 1 (the largest mismatch weight) for an exact encoding "
+            f"(got {penalty!r})"
+        )
+    X = _as_float_array(inputs, "inputs", name)
+    G = _as_float_array(grad_out, "grad_out", name)
+    _check_matrix(X, "inputs", name, "(batch, fan_in)")
+    _check_matrix(G, "grad_out", name, "(batch, fan_out)")
+    if G.shape[0] != X.shape[0]:
+        raise ProblemError(
+            f"grad_out{_where(name)} must have shape ({X.shape[0]}, fan_out) with the batch "
+            f"size of inputs (got shape {G.shape}, inputs shape {X.shape})"
+        )
+    _check_finite(X, "inputs", name)
+    _check_finite(G, "grad_out", name)
+    if resolution is not None:
+        res = _check_positive(resolution, "resolution")
+        X = np.round(X / res)
+    elif not np.all(X == np.round(X)):
+        raise ProblemError(
+            f"inputs{_where(name)} must be integer-valued for sign_match (binary activations "
+            f"±1 or {{0,1}}); pass resolution=q to round inputs/q to integers"
+        )
+    return penalty, X, G
 
 
 def sign_match_decode(spins: np.ndarray, fan_in: int, fan_out: int) -> np.ndarray:
