@@ -165,8 +165,9 @@ class QPSBGDConfig(_OptimizerBase):
     Attributes:
         lr: Step size ``eta`` of the binary update.
         curvature: Scale of the Gauss-Newton curvature ``X^T X`` (0 gives signSGD directions).
-        curvature_scale: ``unit`` or ``fisher`` (scale by the empirical Fisher of the layer's
-            output gradients; see :class:`qsgd.optimizer.QPSBGD`).
+        curvature_scale: ``unit``, ``fisher`` (scale by the empirical Fisher of the layer's
+            output gradients; see :class:`qsgd.optimizer.QPSBGD`) or ``kfac`` (one curvature
+            per output neuron from labels sampled from the model, :mod:`qsgd.curvature`).
         normalize: Column-normalise the layer inputs in the curvature.
         formulation: ``binary_gradient`` (latent weights), ``projected`` (weights stay ±1) or
             ``sign_match`` (the paper's sign-matching problems, one per neuron, latent weights).
@@ -187,7 +188,7 @@ class QPSBGDConfig(_OptimizerBase):
 
     name: Literal["qpsbgd"]
     curvature: float = Field(default=1.0, ge=0)
-    curvature_scale: Literal["unit", "fisher"] = "unit"
+    curvature_scale: Literal["unit", "fisher", "kfac"] = "unit"
     normalize: bool = False
     formulation: Literal["binary_gradient", "projected", "sign_match"] = "binary_gradient"
     sign_match: dict[str, Any] = Field(default_factory=dict)

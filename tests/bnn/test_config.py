@@ -280,3 +280,12 @@ def test_incompatible_changes():
     )
     changed = RunConfig.from_dict(BASE, ["model.hidden=[4]", "annealer.backend=tabu"])
     assert incompatible_changes(old, changed) == ["annealer.backend", "model.hidden"]
+
+
+def test_kfac_curvature_scale_is_accepted_from_a_config():
+    from bnn.config import RunConfig
+
+    cfg = RunConfig.model_validate(
+        {"data": {"name": "digits"}, "optimizer": {"name": "qpsbgd", "curvature_scale": "kfac"}}
+    )
+    assert cfg.optimizer.curvature_scale == "kfac"
