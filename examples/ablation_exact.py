@@ -64,6 +64,7 @@ from bnn.experiments import (
     mean_std,
     search,
     shrink_tabular,
+    t_interval,
     train_once,
     write_results,
 )
@@ -222,8 +223,6 @@ def make_method(
 
 def paired(runs: Mapping[str, list[dict[str, Any]]], confidence: float = 0.95) -> list[dict]:
     """Per-seed test-accuracy differences of every annealer arm minus the exact arm."""
-    from scipy import stats
-
     ref = {r["seed"]: r["test_accuracy"] for r in runs["exact"]}
     out = []
     for key, rs in runs.items():
@@ -232,15 +231,7 @@ def paired(runs: Mapping[str, list[dict[str, Any]]], confidence: float = 0.95) -
         acc = {r["seed"]: r["test_accuracy"] for r in rs}
         seeds = sorted(set(acc) & set(ref))
         diffs = [acc[s] - ref[s] for s in seeds]
-        mean, std = mean_std(diffs)
-        ci = None
-        if len(diffs) > 1:
-            half = (
-                float(stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1))
-                * std
-                / math.sqrt(len(diffs))
-            )
-            ci = [mean - half, mean + half]
+        mean, std, ci = t_interval(diffs, confidence)
         out.append(
             {
                 "arm": key,

@@ -57,6 +57,7 @@ from bnn.experiments import (
     command_line,
     environment,
     mean_std,
+    t_interval,
     write_results,
 )
 from qsgd.config import AnnealerConfig
@@ -314,8 +315,6 @@ def paired(methods: dict[str, Any], confidence: float = 0.95) -> list[dict[str, 
     """Per-start differences of ``log10`` final ``f``, every QP-SBGD column minus every
     non-QP-SBGD method, and each annealer column minus ``qpsbgd_exact`` (negative: the first
     lower); mean, std, t-interval, the starts where the first ends lower (``wins``) and ties."""
-    from scipy import stats
-
     out = []
     for qk, q in methods.items():
         if not qk.startswith("qpsbgd"):
@@ -330,11 +329,7 @@ def paired(methods: dict[str, Any], confidence: float = 0.95) -> list[dict[str, 
             diffs = [qf[s] - bf[s] for s in seeds]
             if not diffs:
                 continue
-            mean, std = mean_std(diffs)
-            ci = None
-            if len(diffs) > 1:
-                half = float(stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1)) * std
-                ci = [mean - half / np.sqrt(len(diffs)), mean + half / np.sqrt(len(diffs))]
+            mean, std, ci = t_interval(diffs, confidence)
             out.append(
                 {
                     "method": qk,

@@ -88,6 +88,7 @@ from bnn.experiments.report import (
     summarize,
     summary_index,
     summary_markdown,
+    t_interval,
     write_results,
 )
 from bnn.experiments.runs import (  # noqa: F401
@@ -117,6 +118,7 @@ __all__ = [
     "summarize",
     "mean_std",
     "paired_differences",
+    "t_interval",
     "markdown_table",
     "plot_curves",
     "write_results",

@@ -50,6 +50,26 @@ def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def t_interval(
+    diffs: Sequence[float], confidence: float = 0.95
+) -> tuple[float | None, float | None, list[float] | None]:
+    """Mean, sample std and two-sided t-interval ``[low, high]`` of paired differences
+    (interval None with fewer than 2 values).
+
+    Example:
+        >>> mean, std, ci = t_interval([0.1, 0.3])
+        >>> round(mean, 3), [round(v, 3) for v in ci]
+        (0.2, [-1.071, 1.471])
+    """
+    from scipy import stats
+
+    mean, std = mean_std(diffs)
+    if len(diffs) < 2 or mean is None:
+        return mean, std, None
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1)) * std / math.sqrt(len(diffs))
+    return mean, std, [mean - half, mean + half]
+
+
 def paired_differences(
     methods: Mapping[str, Mapping[str, Any]], *, confidence: float = 0.95
 ) -> list[dict[str, Any]]:
@@ -61,8 +81,6 @@ def paired_differences(
         One record per pair: ``method``, ``baseline``, ``seeds``, ``diffs``, ``mean``,
         ``std``, ``ci`` (``[low, high]``; None with fewer than 2 seeds), ``confidence``.
     """
-    from scipy import stats
-
     out = []
     for qk, q in methods.items():
         if not qk.startswith("qpsbgd") or qk.endswith("_c0"):
@@ -76,15 +94,7 @@ def paired_differences(
             diffs = [qacc[s] - bacc[s] for s in seeds]
             if not diffs:
                 continue
-            mean, std = mean_std(diffs)
-            ci = None
-            if len(diffs) > 1:
-                half = (
-                    float(stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1))
-                    * std
-                    / math.sqrt(len(diffs))
-                )
-                ci = [mean - half, mean + half]
+            mean, std, ci = t_interval(diffs, confidence)
             out.append(
                 {
                     "method": qk,
