@@ -31,7 +31,6 @@ import logging
 import math
 import numbers
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,76 +39,30 @@ from torch import nn
 
 from qsgd.binary_optim import BinaryCaseOptimizer
 from qsgd.curvature import attach_sampled_fisher, kfac_curvature, per_neuron_layer_ising
-from qsgd.errors import ConfigError, ProblemError
+from qsgd.errors import ProblemError
 from qsgd.ising import IsingBatch
+from qsgd.optimizer_options import (  # noqa: F401  (the public constants are re-exported)
+    _GROUP_KEYS,
+    CURVATURE_SCALES,
+    LAYER_SCHEDULES,
+    OTHER_OPTIMIZERS,
+    _check_group_options,
+    _check_init_args,
+    _is_real,
+    _layer_groups,
+    _resolve_backend,
+)
 from qsgd.qubo import FORMULATIONS, layer_ising, solve_blockwise, solve_blockwise_many
 from qsgd.samplers.registry import (
     accepted_run_options,
-    get_sampler,
     solve_batch,
-    solved_by_counts,
 )
 from qsgd.sign_match import check_sign_match_options, sign_match_update
+from qsgd.step_records import _LayerJob, _new_record, _QPUUse, _signs, _Solved, _solved  # noqa: F401
 
 __all__ = ["QPSBGD", "LAYER_SCHEDULES", "OTHER_OPTIMIZERS", "CURVATURE_SCALES", "fisher_curvature"]
 
 _logger = logging.getLogger(__name__)
-
-#: Accepted values of ``layer_schedule``.
-LAYER_SCHEDULES: tuple[str, ...] = ("all", "round_robin")
-#: Accepted values of ``other_optimizer`` (None: non-binary parameters are not updated).
-OTHER_OPTIMIZERS: tuple[str | None, ...] = ("adam", "sgd", None)
-
-_GROUP_KEYS = (
-    "lr",
-    "curvature",
-    "curvature_scale",
-    "normalize",
-    "formulation",
-    "latent_clip",
-    "damping",
-)
-#: Accepted values of ``curvature_scale``.
-CURVATURE_SCALES: tuple[str, ...] = ("unit", "fisher", "kfac")  # kfac: qsgd.curvature
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_group_options(opts: Mapping[str, Any], where: str = "") -> None:
-    """Validate the per-layer hyperparameters (constructor defaults or a layer override)."""
-    if "lr" in opts:
-        lr = opts["lr"]
-        if not _is_real(lr) or not math.isfinite(lr) or lr <= 0:
-            raise ValueError(
-                f"Invalid learning rate{where}: lr must be a finite number > 0 (got {lr!r})"
-            )
-    if "curvature" in opts:
-        c = opts["curvature"]
-        if not _is_real(c) or not math.isfinite(c) or c < 0:
-            raise ValueError(f"curvature{where} must be a finite number >= 0 (got {c!r})")
-    if "curvature_scale" in opts and opts["curvature_scale"] not in CURVATURE_SCALES:
-        raise ValueError(
-            f"curvature_scale{where} must be one of {', '.join(map(repr, CURVATURE_SCALES))} "
-            f"(got {opts['curvature_scale']!r})"
-        )
-    if "damping" in opts:
-        dmp = opts["damping"]
-        if not _is_real(dmp) or not math.isfinite(dmp) or dmp < 0:
-            raise ValueError(f"damping{where} must be a finite number >= 0 (got {dmp!r})")
-    if "normalize" in opts and not isinstance(opts["normalize"], bool):
-        raise TypeError(f"normalize{where} must be a bool (got {opts['normalize']!r})")
-    if "formulation" in opts and opts["formulation"] not in (*FORMULATIONS, "sign_match"):
-        raise ValueError(
-            f"formulation{where} must be one of "
-            f"{', '.join(map(repr, (*FORMULATIONS, 'sign_match')))} "
-            f"(got {opts['formulation']!r})"
-        )
-    if "latent_clip" in opts:
-        c = opts["latent_clip"]
-        if not _is_real(c) or not math.isfinite(c) or c <= 0:
-            raise ValueError(f"latent_clip{where} must be a finite number > 0 (got {c!r})")
 
 
 def fisher_curvature(grad_out: np.ndarray, curvature: float) -> float:
@@ -131,176 +84,9 @@ def fisher_curvature(grad_out: np.ndarray, curvature: float) -> float:
     return float(curvature) * rows * rows * float(np.mean(grad_out * grad_out))
 
 
-class _QPUUse:
-    """QPU figures of one layer update, summed over its solves (blocks count separately)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.problems = 0
-        self.access = 0.0
-        self.cbf_sum = 0.0
-        self.cbf_problems = 0
-
-    def add(self, info: Mapping[str, Any], num_problems: int) -> None:
-        calls = int(info.get("qpu_calls") or 0)
-        self.calls += calls
-        if calls:
-            self.problems += int(num_problems)
-        self.access += float(info.get("qpu_access_time") or 0.0)
-        cbf = info.get("chain_break_fraction")
-        if isinstance(cbf, (int, float)) and not isinstance(cbf, bool) and math.isfinite(cbf):
-            self.cbf_sum += float(cbf) * num_problems
-            self.cbf_problems += int(num_problems)
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "qpu_calls": self.calls,
-            "problems_per_call": self.problems / self.calls if self.calls else None,
-            "qpu_access_time": self.access,
-            "chain_break_fraction": self.cbf_sum / self.cbf_problems if self.cbf_problems else None,
-        }
-
-
-def _resolve_backend(
-    backend: Any, backend_options: Mapping[str, Any] | None
-) -> tuple[str, Any, dict[str, Any], int | None, int | None]:
-    """Sampler and run options from a backend name + options, an ``AnnealerConfig`` or a sampler.
-
-    A name's options are split by :func:`qsgd.config.split_options` (the one option check, as
-    for a config): constructor options go to :func:`get_sampler`, run options (the sampler's
-    dimod ``parameters``) to every :func:`solve_batch` call. A ready sampler (e.g.
-    ``compose(get_sampler("neal"), ["dask"])``) takes ``backend_options`` as run options.
-    ``seed`` is not an option here: the optimiser derives one seed per step and layer from its
-    own ``seed``.
-
-    Returns:
-        ``(name, sampler, run_options, config_seed, config_max_block_vars)``.
-    """
-    import dimod
-
-    from qsgd.config import AnnealerConfig, packed_name, split_options
-    from qsgd.samplers.base import backend_label, check_options
-
-    if backend_options is not None and not isinstance(backend_options, Mapping):
-        raise TypeError(f"backend_options must be a mapping or None (got {backend_options!r})")
-    extra = dict(backend_options or {})
-    if isinstance(backend, AnnealerConfig):
-        if extra:
-            backend = AnnealerConfig.from_dict(
-                {**backend.model_dump(), "options": {**backend.options, **extra}}
-            )
-        run = backend.run_options()
-        run.pop("seed", None)
-        return (
-            backend.sampler_backend,
-            backend.make_sampler(),
-            run,
-            backend.seed,
-            backend.max_block_vars,
-        )
-    if "seed" in extra:
-        raise ConfigError(
-            "backend_options must not contain 'seed' (got seed="
-            f"{extra['seed']!r}): pass QPSBGD(seed=...), which seeds every step and layer"
-        )
-    if isinstance(backend, dimod.Sampler):
-        name = backend_label(backend)
-        check_options(extra, backend.parameters, backend=name, kind="run option")
-        return name, backend, extra, None, None
-    if not isinstance(backend, str):
-        raise TypeError(
-            "backend must be a backend name (str), an AnnealerConfig or a dimod.Sampler "
-            f"(got {type(backend).__name__})"
-        )
-    pack = extra.pop("pack", False)
-    backend = packed_name(backend, pack, key="backend_options['pack']", true="True")
-    init, run = split_options(backend, extra)
-    return backend, get_sampler(backend, **init), run, None, None
-
-
 #: Layers with ``rows * fan_in**2`` at least this large keep their Gram between steps while their
 #: inputs do not change (see :meth:`QPSBGD._gram`).
 _GRAM_CACHE_MIN = 1 << 24
-
-
-def _signs(positive: torch.Tensor) -> np.ndarray:
-    """±1 (float32) from a boolean "sign is +1" tensor."""
-    return np.where(positive.detach().cpu().numpy(), np.float32(1.0), np.float32(-1.0))
-
-
-def _new_record(name: str, step: int, m: int, n: int, seed: int, backend: str) -> dict[str, Any]:
-    """A layer's ``last_stats`` entry before its solve (every key present)."""
-    return {
-        "layer": name,
-        "step": step,
-        "problems": m,
-        "variables": n,
-        "rows": 0,
-        "best_energy": float("nan"),
-        "flip_ratio": 0.0,
-        "num_weights": m * n,
-        "num_flipped": 0,
-        "wall_time": 0.0,
-        "backend": backend,
-        "solved_by": None,
-        "solved_by_counts": {},
-        "block_vars": None,
-        "seed": seed,
-        "skipped": False,
-        "qpu_calls": 0,
-        "problems_per_call": None,
-        "qpu_access_time": 0.0,
-        "chain_break_fraction": None,
-    }
-
-
-@dataclass
-class _LayerJob:
-    """One layer's problems and what its update needs (built before any layer is solved)."""
-
-    index: int
-    param: torch.Tensor
-    old: torch.Tensor  # (fan_out, fan_in) view of the weight before the update
-    old_pos: torch.Tensor  # old >= 0
-    batch: IsingBatch
-    record: dict[str, Any]
-    lr: float
-    formulation: str
-    seed: int
-
-
-@dataclass
-class _Solved:
-    """A layer's solution: best spins ``(m, n)``, their energies ``(m,)`` and the solve's figures."""
-
-    spins: np.ndarray
-    energies: np.ndarray
-    wall: float
-    counts: dict[str, int]
-    qpu: dict[str, Any]
-    block_vars: int | None = None
-
-
-def _solved(result: Any, num_problems: int, default: str, *, shared: bool = False) -> _Solved:
-    """A :class:`_Solved` from a ``BatchResult`` (reads sorted by energy: the first is the best).
-
-    ``shared``: the result is one batch's share of a ``sample_batches`` call, whose
-    ``problems_per_call`` describes the calls counted for this batch.
-    """
-    info = result.info
-    counts = info.get("solved_by_counts")
-    if not isinstance(counts, Mapping):
-        counts = solved_by_counts(info, default=default, num_problems=num_problems)
-    qpu = _QPUUse()
-    qpu.add(info, num_problems)
-    if shared and info.get("problems_per_call") is not None and qpu.calls:
-        qpu.problems = float(info["problems_per_call"] or 0.0) * qpu.calls
-    samples, energies = result.samples, result.energies
-    if samples.shape[1] == 1:  # one read: nothing to choose
-        best, best_e = samples[:, 0], energies[:, 0]
-    else:
-        best, best_e = result.best, result.best_energy
-    return _Solved(best, best_e, float(info.get("wall_time", 0.0)), dict(counts), qpu.record())
 
 
 class QPSBGD(BinaryCaseOptimizer):
@@ -441,53 +227,10 @@ class QPSBGD(BinaryCaseOptimizer):
             damping=damping,
         )
         _check_group_options(defaults)
-        if max_block_vars is not None and (
-            isinstance(max_block_vars, bool)
-            or not isinstance(max_block_vars, int)
-            or max_block_vars < 1
-        ):
-            raise ValueError(
-                f"max_block_vars must be a positive int or None (got {max_block_vars!r})"
-            )
-        if layer_schedule not in LAYER_SCHEDULES:
-            raise ValueError(
-                f"layer_schedule must be one of {', '.join(map(repr, LAYER_SCHEDULES))} "
-                f"(got {layer_schedule!r})"
-            )
-        if other_optimizer not in OTHER_OPTIMIZERS:
-            raise ValueError(
-                f"other_optimizer must be one of 'adam', 'sgd' or None (got {other_optimizer!r})"
-            )
-        if other_lr is not None and (
-            not _is_real(other_lr) or not math.isfinite(other_lr) or other_lr <= 0
-        ):
-            raise ValueError(f"other_lr must be a finite number > 0 or None (got {other_lr!r})")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ValueError(f"seed must be a non-negative int or None (got {seed!r})")
+        _check_init_args(max_block_vars, layer_schedule, other_optimizer, other_lr, seed)
 
         layers = binary_layers(model)
-        if not layers:
-            raise ValueError(
-                "model has no binary layer (no BinaryLayer with binary=True, i.e. no weight "
-                "tagged _bnn_binary): QPSBGD needs at least one"
-            )
-        overrides = dict(layer_options or {})
-        names = [name or "<model>" for name, _ in layers]
-        unknown = sorted(set(overrides) - set(names))
-        if unknown:
-            raise ValueError(
-                f"layer_options names unknown layer {unknown[0]!r}; binary layers: {', '.join(names)}"
-            )
-        groups = []
-        for name, (_, layer) in zip(names, layers, strict=True):
-            opts = dict(overrides.get(name, {}))
-            bad = sorted(set(opts) - set(_GROUP_KEYS))
-            if bad:
-                raise ValueError(
-                    f"layer_options[{name!r}] has unknown key {bad[0]!r}; accepted: {', '.join(_GROUP_KEYS)}"
-                )
-            _check_group_options(opts, f" of layer {name!r}")
-            groups.append({"params": [layer.weight], "name": name, **opts})
+        groups = _layer_groups(layers, layer_options)
         super().__init__(groups, defaults)
 
         self.model = model
