@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -40,7 +39,7 @@ from torch import nn
 from qsgd.binary_optim import BinaryCaseOptimizer
 from qsgd.curvature import attach_sampled_fisher, kfac_curvature, per_neuron_layer_ising
 from qsgd.errors import ProblemError
-from qsgd.ising import IsingBatch
+from qsgd.layer_solves import _block_limit, _solve_blockwise, _solve_blockwise_together
 from qsgd.optimizer_options import (  # noqa: F401  (the public constants are re-exported)
     _GROUP_KEYS,
     CURVATURE_SCALES,
@@ -52,7 +51,7 @@ from qsgd.optimizer_options import (  # noqa: F401  (the public constants are re
     _layer_groups,
     _resolve_backend,
 )
-from qsgd.qubo import FORMULATIONS, layer_ising, solve_blockwise, solve_blockwise_many
+from qsgd.qubo import FORMULATIONS, layer_ising
 from qsgd.samplers.registry import (
     accepted_run_options,
     solve_batch,
@@ -482,7 +481,7 @@ class QPSBGD(BinaryCaseOptimizer):
         direct: list[int] = []
         blocked: dict[int, list[int]] = {}  # block size -> jobs solved block-wise
         for k, job in enumerate(jobs):
-            limit = self._block_limit(job.record["layer"], job.batch.num_variables)
+            limit = _block_limit(self, job.record["layer"], job.batch.num_variables)
             if limit is not None and job.batch.num_variables > limit:
                 blocked.setdefault(int(limit), []).append(k)
             else:
@@ -490,12 +489,14 @@ class QPSBGD(BinaryCaseOptimizer):
         many = getattr(self.sampler, "sample_batches", None)
         for limit, ks in blocked.items():
             if len(ks) > 1 and callable(many):  # block r of every layer in one call per round
-                solved = self._solve_blockwise_together([jobs[k] for k in ks], limit, many)
+                solved = _solve_blockwise_together(
+                    self, [jobs[k] for k in ks], limit, many, solve_batch
+                )
                 for k, one in zip(ks, solved, strict=True):
                     out[k] = one
             else:
                 for k in ks:
-                    out[k] = self._solve_blockwise(jobs[k], limit)
+                    out[k] = _solve_blockwise(self, jobs[k], limit, solve_batch)
         if len(direct) > 1 and callable(many):
             seeds = [jobs[k].seed if self._seed_accepted else None for k in direct]
             results = many([jobs[k].batch for k in direct], seeds=seeds, **self.run_options)
@@ -509,71 +510,6 @@ class QPSBGD(BinaryCaseOptimizer):
             res = solve_batch(self.sampler, jobs[k].batch, **run)
             out[k] = _solved(res, jobs[k].batch.num_problems, self.backend_name)
         return out  # type: ignore[return-value]
-
-    def _solve_blockwise_together(
-        self, jobs: list[_LayerJob], limit: int, many: Callable[..., Any]
-    ) -> list[_Solved]:
-        """Block-wise solves of several layers in lock step (:func:`qsgd.qubo.solve_blockwise_many`):
-        round ``r`` sends block ``r`` of every layer to one ``sample_batches`` call; each layer
-        uses its own seed and gets its share of every call in its record."""
-        qpus = [_QPUUse() for _ in jobs]
-        counts: list[dict[str, int]] = [{} for _ in jobs]
-        walls = [0.0] * len(jobs)
-
-        def solve_many(subs: list[IsingBatch], which: list[int]) -> list[Any]:
-            seeds = [jobs[i].seed if self._seed_accepted else None for i in which]
-            results = many(subs, seeds=seeds, **self.run_options)
-            for i, sub, res in zip(which, subs, results, strict=True):
-                one = _solved(res, sub.num_problems, self.backend_name, shared=True)
-                qpus[i].calls += int(one.qpu["qpu_calls"])
-                qpus[i].problems += float(one.qpu["problems_per_call"] or 0.0) * int(
-                    one.qpu["qpu_calls"]
-                )
-                qpus[i].access += float(one.qpu["qpu_access_time"])
-                cbf = one.qpu["chain_break_fraction"]
-                if cbf is not None:
-                    qpus[i].cbf_sum += float(cbf) * sub.num_problems
-                    qpus[i].cbf_problems += sub.num_problems
-                walls[i] += one.wall
-                for name, v in one.counts.items():
-                    counts[i][name] = counts[i].get(name, 0) + int(v)
-            return results
-
-        initials = [
-            np.where(job.batch.h <= 0, 1, -1)
-            if job.formulation == "binary_gradient"
-            else _signs(job.old_pos)
-            for job in jobs
-        ]
-        found = solve_blockwise_many([job.batch for job in jobs], solve_many, limit, initials)
-        return [
-            _Solved(spins, energies, walls[i], counts[i], qpus[i].record(), int(limit))
-            for i, (spins, energies) in enumerate(found)
-        ]
-
-    def _solve_blockwise(self, job: _LayerJob, limit: int) -> _Solved:
-        run = dict(self.run_options)
-        if self._seed_accepted:
-            run["seed"] = job.seed
-        counts: dict[str, int] = {}
-        qpu = _QPUUse()
-        times: list[float] = []
-
-        def solve(sub):
-            res = solve_batch(self.sampler, sub, **run)
-            qpu.add(res.info, sub.num_problems)
-            times.append(float(res.info.get("wall_time", 0.0)))
-            for k, v in res.info["solved_by_counts"].items():
-                counts[k] = counts.get(k, 0) + int(v)
-            return res
-
-        initial = (
-            np.where(job.batch.h <= 0, 1, -1)
-            if job.formulation == "binary_gradient"
-            else _signs(job.old_pos)
-        )
-        spins, energies = solve_blockwise(job.batch, solve, limit, initial)
-        return _Solved(spins, energies, float(sum(times)), counts, qpu.record(), int(limit))
 
     def _apply_update(self, job: _LayerJob, solved: _Solved) -> dict[str, Any]:
         """Move the layer's weights to the solution and complete its record."""
@@ -606,34 +542,6 @@ class QPSBGD(BinaryCaseOptimizer):
             wall_time=solved.wall,
         )
         return record
-
-    def _block_limit(self, layer: str, n: int) -> int | None:
-        """``max_block_vars``, or else the backend's ``properties["max_num_variables"]``."""
-        if self.max_block_vars is not None:
-            return self.max_block_vars
-        if self._auto_block is False:
-            try:
-                props = self.sampler.properties
-            except Exception:  # a backend whose properties cannot be read declares nothing
-                props = {}
-            cap = props.get("max_num_variables") if isinstance(props, Mapping) else None
-            ok = isinstance(cap, numbers.Integral) and not isinstance(cap, bool) and cap > 1
-            self._auto_block = int(cap) if ok else None
-            self._auto_warned = False
-        limit = self._auto_block
-        if limit is not None and n > limit and not self._auto_warned:
-            self._auto_warned = True
-            _logger.warning(
-                "backend %r solves at most %d variables: layer %r (%d) and any larger layer "
-                "are solved block-wise with max_block_vars=%d (set annealer.max_block_vars "
-                "to choose the block size)",
-                self.backend_name,
-                limit,
-                layer,
-                n,
-                limit,
-            )
-        return limit
 
     # ------------------------------------------------------------------ torch contract
 
