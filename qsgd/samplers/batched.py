@@ -302,6 +302,106 @@ def _check_initial_states(initial_states: Any, m: int, num_reads: int, n: int) -
 # --------------------------------------------------------------------------- sampler
 
 
+def _check_run_settings(
+    batch: Any,
+    num_reads: Any,
+    num_sweeps: Any,
+    warm_start: Any,
+    seed: Any,
+    device: Any,
+    num_threads: Any,
+    kernel: Any,
+    path: Any,
+) -> tuple[int, int, str, int]:
+    """:meth:`BatchedAnnealer.sample_batch`'s checked ``num_reads``, ``num_sweeps``, resolved
+    device and CPU thread count (the other settings are only checked).
+
+    Raises:
+        ConfigError: a bad value (named in the message).
+    """
+    num_reads = positive_int("num_reads", num_reads)
+    num_sweeps = positive_int("num_sweeps", num_sweeps)
+    if not isinstance(warm_start, (bool, np.bool_)):
+        raise ConfigError(f"warm_start must be a bool (got {warm_start!r})")
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
+    ):
+        raise ConfigError(f"seed must be a non-negative int or None (got {seed!r})")
+    dev = resolve_device(device)
+    if num_threads is None:
+        threads = _k.free_cpus()
+    else:
+        threads = positive_int("num_threads", num_threads)
+    if kernel not in _KERNELS:
+        raise ConfigError(f"kernel must be one of {list(_KERNELS)} (got {kernel!r})")
+    if kernel == "reference" and dev != "numba":
+        raise ConfigError(
+            f"kernel='reference' runs on the CPU only: use device='cpu' (got device={device!r})"
+        )
+    if path not in _PATHS:
+        raise ConfigError(f"path must be one of {list(_PATHS)} (got {path!r})")
+    if path == "factor" and batch.factor is None:
+        raise ConfigError(
+            "path='factor' needs a batch with a low-rank factor (batch.factor is None)"
+        )
+    return num_reads, num_sweeps, dev, threads
+
+
+def _initial_spins(
+    batch: IsingBatch, initial_states: Any, warm_start: bool, num_reads: int, rng: Any
+) -> np.ndarray:
+    """Starting spins ``(m, num_reads, n)``: ``initial_states`` (checked), ``sign(-h)`` with
+    ``warm_start``, else uniformly random from ``rng``."""
+    m, n = batch.num_problems, batch.num_variables
+    if initial_states is not None:
+        init = _check_initial_states(initial_states, m, num_reads, n)
+    elif warm_start:
+        ws = np.where(batch.h > 0, -1, 1).astype(np.int8)
+        init = np.broadcast_to(ws[:, None, :], (m, num_reads, n))
+    else:
+        init = (2 * rng.integers(0, 2, size=(m, num_reads, n)) - 1).astype(np.int8)
+    return init
+
+
+def _anneal(
+    batch: IsingBatch,
+    betas: np.ndarray,
+    spins: np.ndarray,
+    rng: np.random.Generator,
+    dev: str,
+    kernel: str,
+    use_factor: bool,
+    num_reads: int,
+    threads: int,
+) -> tuple[np.ndarray, str, int | None]:
+    """Run the chains ``spins`` ``(m * num_reads, n)`` on ``dev`` (numba kernels seeded per
+    chain from ``rng``, or torch with one seed from it).
+
+    Returns:
+        The final spins, the device's name and the CPU threads used (None on torch).
+    """
+    m = batch.num_problems
+    if dev == "numba":
+        seeds = rng.integers(0, 2**64, size=m * num_reads, dtype=np.uint64, endpoint=False)
+        with _keep_torch_threads():
+            spins = _run_kernel(
+                kernel,
+                batch.h,
+                None if use_factor else batch.J,
+                batch.factor if use_factor else None,
+                batch.factor_scale,
+                betas,
+                spins,
+                seeds,
+                num_reads,
+                threads,
+            )
+        return spins, "numba-cpu", threads
+    torch_seed = int(rng.integers(0, 2**63 - 1))
+    spins = _anneal_torch(batch, betas, spins, torch_seed, num_reads, use_factor, dev)
+    return spins, dev, None
+
+
 class BatchedAnnealer(dimod.Sampler):
     """Simulated annealing of many Ising problems sharing one ``J``, on CPU (numba) or CUDA (torch).
 
@@ -403,31 +503,9 @@ class BatchedAnnealer(dimod.Sampler):
         t0 = time.perf_counter()
         if not isinstance(batch, IsingBatch):
             raise ProblemError(f"batch must be an IsingBatch (got {type(batch).__name__})")
-        num_reads = positive_int("num_reads", num_reads)
-        num_sweeps = positive_int("num_sweeps", num_sweeps)
-        if not isinstance(warm_start, (bool, np.bool_)):
-            raise ConfigError(f"warm_start must be a bool (got {warm_start!r})")
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
-        ):
-            raise ConfigError(f"seed must be a non-negative int or None (got {seed!r})")
-        dev = resolve_device(device)
-        if num_threads is None:
-            threads = _k.free_cpus()
-        else:
-            threads = positive_int("num_threads", num_threads)
-        if kernel not in _KERNELS:
-            raise ConfigError(f"kernel must be one of {list(_KERNELS)} (got {kernel!r})")
-        if kernel == "reference" and dev != "numba":
-            raise ConfigError(
-                f"kernel='reference' runs on the CPU only: use device='cpu' (got device={device!r})"
-            )
-        if path not in _PATHS:
-            raise ConfigError(f"path must be one of {list(_PATHS)} (got {path!r})")
-        if path == "factor" and batch.factor is None:
-            raise ConfigError(
-                "path='factor' needs a batch with a low-rank factor (batch.factor is None)"
-            )
+        num_reads, num_sweeps, dev, threads = _check_run_settings(
+            batch, num_reads, num_sweeps, warm_start, seed, device, num_threads, kernel, path
+        )
         m, n = batch.num_problems, batch.num_variables
         if beta_range is None:
             ranges = default_beta_range(batch)
@@ -438,13 +516,7 @@ class BatchedAnnealer(dimod.Sampler):
 
         ss = np.random.SeedSequence(seed)
         rng = np.random.Generator(np.random.PCG64(ss))
-        if initial_states is not None:
-            init = _check_initial_states(initial_states, m, num_reads, n)
-        elif warm_start:
-            ws = np.where(batch.h > 0, -1, 1).astype(np.int8)
-            init = np.broadcast_to(ws[:, None, :], (m, num_reads, n))
-        else:
-            init = (2 * rng.integers(0, 2, size=(m, num_reads, n)) - 1).astype(np.int8)
+        init = _initial_spins(batch, initial_states, warm_start, num_reads, rng)
         spins = np.ascontiguousarray(init.reshape(m * num_reads, n), dtype=np.int8).copy()
         betas = np.ascontiguousarray(_schedule(ranges, num_sweeps))
         if path == "auto":
@@ -454,27 +526,9 @@ class BatchedAnnealer(dimod.Sampler):
             use_factor = path == "factor"
         path = "factor" if use_factor else "dense"
 
-        if dev == "numba":
-            seeds = rng.integers(0, 2**64, size=m * num_reads, dtype=np.uint64, endpoint=False)
-            with _keep_torch_threads():
-                spins = _run_kernel(
-                    kernel,
-                    batch.h,
-                    None if use_factor else batch.J,
-                    batch.factor if use_factor else None,
-                    batch.factor_scale,
-                    betas,
-                    spins,
-                    seeds,
-                    num_reads,
-                    threads,
-                )
-            device_name = "numba-cpu"
-        else:
-            torch_seed = int(rng.integers(0, 2**63 - 1))
-            spins = _anneal_torch(batch, betas, spins, torch_seed, num_reads, use_factor, dev)
-            device_name = dev
-            threads = None
+        spins, device_name, threads = _anneal(
+            batch, betas, spins, rng, dev, kernel, use_factor, num_reads, threads
+        )
 
         samples = spins.reshape(m, num_reads, n)
         energies = batch.energies(samples)  # float64, bit-identical to every other path
