@@ -444,8 +444,8 @@ def sign_match_update(
     Raises:
         ProblemTooLargeError: the problems exceed the backend's size or ``max_block_vars``.
     """
-    from qsgd.optimizer import _QPUUse
     from qsgd.samplers.registry import accepted_run_options, solve_batch
+    from qsgd.step_records import _QPUUse
 
     group = optimizer.param_groups[index]
     p: torch.Tensor = group["params"][0]
@@ -457,32 +457,7 @@ def sign_match_update(
     if not state:
         state.update(steps=0, flips=0, solver_time=0.0, skipped=0)
     seed = optimizer.step_seed(step, index)
-    record: dict[str, Any] = {
-        "layer": name,
-        "step": step,
-        "problems": m,
-        "variables": 0,
-        "rows": 0,
-        "best_energy": float("nan"),
-        "flip_ratio": 0.0,
-        "num_weights": m * n,
-        "num_flipped": 0,
-        "wall_time": 0.0,
-        "backend": optimizer.backend_name,
-        "solved_by": None,
-        "solved_by_counts": {},
-        "block_vars": None,
-        "seed": seed,
-        "skipped": False,
-        "qpu_calls": 0,
-        "problems_per_call": None,
-        "qpu_access_time": 0.0,
-        "chain_break_fraction": None,
-        "sign_match_rows": 0,
-        "mismatch": None,
-        "mismatch_sign_grad": None,
-        "mismatch_optimum": None,
-    }
+    record = _sign_match_record(name, step, m, n, seed, optimizer.backend_name)
     keep = (G != 0).any(dim=1)
     if not bool(keep.any()):
         record["skipped"] = True
@@ -512,15 +487,7 @@ def sign_match_update(
     qpu.add(result.info, batch.num_problems)
     wall = float(result.info.get("wall_time", time.perf_counter() - t0))
     counts = dict(result.info["solved_by_counts"])
-    if opts["decode"] == "mismatch":  # every read's direction, scored by the objective itself
-        reads = sign_match_neuron_decode(result.samples, n).astype(np.float64)  # (m, r, n)
-        z = np.einsum("bi,mri->mrb", _integer_inputs(Xn, build["resolution"], name), reads)
-        wrong = np.where(z >= 0, 1.0, -1.0) != np.where(Gn < 0, -1.0, 1.0).T[:, None, :]
-        w = _weights(Gn, build["weighted"], build["weight_scale"]).T[:, None, :]
-        pick_read = np.argmin((w * wrong).sum(axis=2), axis=1)  # first = lowest energy on ties
-        D = reads[np.arange(m), pick_read]
-    else:
-        D = sign_match_neuron_decode(result.best, n).astype(np.float64)
+    D = _decode(result, Xn, Gn, opts["decode"], build, name)
     informative = np.abs(Gn).max(axis=0) > 0
     D[~informative] = 0.0
     scored = {k: build[k] for k in ("weighted", "weight_scale", "resolution")}
@@ -532,14 +499,7 @@ def sign_match_update(
     optimizer.qpu_totals["qpu_calls"] += int(record["qpu_calls"])
     optimizer.qpu_totals["qpu_access_time"] += float(record["qpu_access_time"])
 
-    lr = float(group["lr"])
-    clip = float(group["latent_clip"])
-    old = p.detach().reshape(m, n).clone()
-    old_sign = torch.where(old >= 0, 1.0, -1.0)
-    d = torch.as_tensor(D, dtype=p.dtype, device=p.device)
-    new = (old - lr * d).clamp_(-clip, clip)
-    p.copy_(new.reshape(p.shape))
-    flips = int((torch.where(new >= 0, 1.0, -1.0) != old_sign).sum())
+    flips = _step_latent(p, D, float(group["lr"]), float(group["latent_clip"]))
     state["steps"] += 1
     state["flips"] += flips
     state["solver_time"] += wall
@@ -560,6 +520,70 @@ def sign_match_update(
         else (float(best.sum() / denom) if denom > 0 else 0.0),
     )
     return record
+
+
+def _sign_match_record(
+    name: str, step: int, m: int, n: int, seed: int, backend: str
+) -> dict[str, Any]:
+    """A layer's ``last_stats`` entry before its sign_match solve (every key present)."""
+    return {
+        "layer": name,
+        "step": step,
+        "problems": m,
+        "variables": 0,
+        "rows": 0,
+        "best_energy": float("nan"),
+        "flip_ratio": 0.0,
+        "num_weights": m * n,
+        "num_flipped": 0,
+        "wall_time": 0.0,
+        "backend": backend,
+        "solved_by": None,
+        "solved_by_counts": {},
+        "block_vars": None,
+        "seed": seed,
+        "skipped": False,
+        "qpu_calls": 0,
+        "problems_per_call": None,
+        "qpu_access_time": 0.0,
+        "chain_break_fraction": None,
+        "sign_match_rows": 0,
+        "mismatch": None,
+        "mismatch_sign_grad": None,
+        "mismatch_optimum": None,
+    }
+
+
+def _decode(
+    result: Any, Xn: np.ndarray, Gn: np.ndarray, decode: str, build: dict[str, Any], name: str
+) -> np.ndarray:
+    """Each problem's direction ``D`` ``(m, n)`` from a solve (:data:`DECODES`): the read whose
+    direction mismatches least (``"mismatch"``; the first, i.e. lowest energy, on ties) or
+    the lowest-energy read."""
+    m, n = Gn.shape[1], Xn.shape[1]
+    if decode == "mismatch":  # every read's direction, scored by the objective itself
+        reads = sign_match_neuron_decode(result.samples, n).astype(np.float64)  # (m, r, n)
+        z = np.einsum("bi,mri->mrb", _integer_inputs(Xn, build["resolution"], name), reads)
+        wrong = np.where(z >= 0, 1.0, -1.0) != np.where(Gn < 0, -1.0, 1.0).T[:, None, :]
+        w = _weights(Gn, build["weighted"], build["weight_scale"]).T[:, None, :]
+        pick_read = np.argmin((w * wrong).sum(axis=2), axis=1)  # first = lowest energy on ties
+        D = reads[np.arange(m), pick_read]
+    else:
+        D = sign_match_neuron_decode(result.best, n).astype(np.float64)
+    return D
+
+
+def _step_latent(p: torch.Tensor, D: np.ndarray, lr: float, clip: float) -> int:
+    """``W <- clip(W - lr * D, -clip, clip)`` in place on the latent weight ``p``; returns how
+    many signs flipped."""
+    m, n = D.shape
+    old = p.detach().reshape(m, n).clone()
+    old_sign = torch.where(old >= 0, 1.0, -1.0)
+    d = torch.as_tensor(D, dtype=p.dtype, device=p.device)
+    new = (old - lr * d).clamp_(-clip, clip)
+    p.copy_(new.reshape(p.shape))
+    flips = int((torch.where(new >= 0, 1.0, -1.0) != old_sign).sum())
+    return flips
 
 
 def _size_limit(optimizer: Any) -> tuple[int, str] | None:
