@@ -61,6 +61,13 @@ from qkernels.evaluate import (
     task_model_alignment,
 )
 from qkernels.kernel import EmbeddingKernel
+from qkernels.summary import (  # noqa: F401  (re-exported: qkernels.experiment.*)
+    EVALUATORS,
+    METHOD_TITLES,
+    METHODS,
+    markdown_table,
+    summarize,
+)
 from qkernels.training import train_alignment
 from qsgd.errors import ConfigError
 
@@ -319,18 +326,6 @@ def _tuned_rbf(
     )
 
 
-#: The four kernels of every run, in table order.
-METHODS: tuple[str, ...] = ("untrained", "untrained_tuned_bandwidth", "trained", "rbf_tuned")
-
-#: Column titles of :data:`METHODS`.
-METHOD_TITLES: dict[str, str] = {
-    "untrained": "untrained",
-    "untrained_tuned_bandwidth": "untrained, tuned bandwidth",
-    "trained": "trained (alignment)",
-    "rbf_tuned": "RBF, tuned γ",
-}
-
-
 def run_one(
     cfg: ExperimentConfig,
     dcfg: DatasetConfig,
@@ -363,35 +358,11 @@ def run_one(
     K_before, K_before_test, gram_s = _grams(kern, ds, cfg.kernel.scheduler, cfg.kernel.dask)
     before = {**_scores(K_before, K_before_test, ds, C, bcfg.reg, K_rbf), "gram_seconds": gram_s}
     methods: dict[str, dict[str, Any]] = {"untrained": before}
-    t0 = time.perf_counter()
     if bcfg.bandwidth_search:
-        search = _search_bandwidth(kern, ds, C, bandwidth_candidates(cfg, len(ds.y_train)), folds)
-        with torch.no_grad():
-            kern.bandwidth.fill_(search["bandwidth"])
-        K_bw, K_bw_test, _ = _grams(kern, ds, cfg.kernel.scheduler, cfg.kernel.dask)
-        with torch.no_grad():
-            kern.bandwidth.fill_(cfg.kernel.bandwidth)
-        methods["untrained_tuned_bandwidth"] = {
-            **_scores(K_bw, K_bw_test, ds, C, bcfg.reg, K_rbf),
-            **search,
-            "search_seconds": time.perf_counter() - t0,
-        }
+        methods["untrained_tuned_bandwidth"] = _tuned_bandwidth(kern, ds, cfg, folds, K_rbf)
     trainable = ansatz.trainable or cfg.kernel.trainable_bandwidth
     t0 = time.perf_counter()
-    training = None
-    if trainable and cfg.training.steps > 0:
-        training = train_alignment(
-            kern,
-            ds.X_train,
-            ds.y_train,
-            steps=cfg.training.steps,
-            batch_size=cfg.training.batch_size,
-            lr=cfg.training.lr,
-            centered=cfg.training.centered,
-            optimizer=cfg.training.optimizer,
-            seed=seed,
-            eval_every=cfg.training.eval_every,
-        )
+    training = _train(kern, ds, cfg, seed) if trainable and cfg.training.steps > 0 else None
     train_seconds = time.perf_counter() - t0
     if training:
         K_after, K_after_test, gram_s = _grams(kern, ds, cfg.kernel.scheduler, cfg.kernel.dask)
@@ -418,151 +389,71 @@ def run_one(
         "full_alignment_curve": training.full_alignment if training else [],
     }
     if plot_dir is not None:
-        from qkernels import plots
-
-        stem = f"{dcfg.name}_{acfg.name}_seed{seed}"
-        plots.gram_heatmaps(K_before, K_after, ds.y_train, plot_dir / f"{stem}_gram.png")
-        if training:
-            plots.alignment_curve(
-                training.alignment, plot_dir / f"{stem}_alignment.png", training.full_alignment
-            )
-        if ds.n_features == 2:
-            plots.decision_boundary(kern, ds, C, plot_dir / f"{stem}_boundary.png")
+        stem = plot_dir / f"{dcfg.name}_{acfg.name}_seed{seed}"
+        _plot_run(kern, ds, C, K_before, K_after, training, stem)
     return record
 
 
-def _stats(values: list[float]) -> dict[str, float]:
-    a = np.asarray(values, dtype=np.float64)
-    return {"mean": float(a.mean()), "std": float(a.std())}
-
-
-def _acc(rs: list[dict[str, Any]], phase: str, key: str) -> dict[str, float]:
-    return _stats([r[phase]["accuracy"][key] for r in rs])
-
-
-#: Evaluators summarised per kernel (keys of a method record).
-EVALUATORS: tuple[str, ...] = (
-    "alignment",
-    "centered_alignment",
-    "polarity",
-    "task_model_alignment",
-    "model_complexity_per_n",
-    "generalization_bound",
-    "geometric_difference_rbf",
-    "effective_dimension",
-)
-
-
-def _method_summary(rs: list[dict[str, Any]], method: str) -> dict[str, Any] | None:
-    recs = [r["methods"][method] for r in rs if method in r.get("methods", {})]
-    if len(recs) != len(rs):
-        return None
-    out: dict[str, Any] = {
-        "test": _stats([m["accuracy"]["test"] for m in recs]),
-        "train": _stats([m["accuracy"]["train"] for m in recs]),
-        **{k: _stats([m[k] for m in recs]) for k in EVALUATORS},
+def _tuned_bandwidth(
+    kern: EmbeddingKernel,
+    ds: Dataset,
+    cfg: ExperimentConfig,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    K_rbf: np.ndarray | None,
+) -> dict[str, Any]:
+    """The ``untrained_tuned_bandwidth`` record: the untrained circuit at the bandwidth chosen
+    by cross-validation (the kernel's bandwidth is restored afterwards)."""
+    bcfg, C = cfg.baselines, cfg.model.C
+    t0 = time.perf_counter()
+    search = _search_bandwidth(kern, ds, C, bandwidth_candidates(cfg, len(ds.y_train)), folds)
+    with torch.no_grad():
+        kern.bandwidth.fill_(search["bandwidth"])
+    K_bw, K_bw_test, _ = _grams(kern, ds, cfg.kernel.scheduler, cfg.kernel.dask)
+    with torch.no_grad():
+        kern.bandwidth.fill_(cfg.kernel.bandwidth)
+    return {
+        **_scores(K_bw, K_bw_test, ds, C, bcfg.reg, K_rbf),
+        **search,
+        "search_seconds": time.perf_counter() - t0,
     }
-    if "on_edge" in recs[0]:
-        out["chosen_on_grid_edge"] = int(sum(bool(m["on_edge"]) for m in recs))
-    for key in ("bandwidth", "gamma"):
-        if key in recs[0]:
-            out[key] = _stats([m[key] for m in recs])
-    return out
 
 
-def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and standard deviation across seeds per (data set, ansatz), for every kernel."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in runs:
-        groups.setdefault((r["dataset"], r["ansatz"]), []).append(r)
-    out = []
-    for (dataset, ansatz), rs in groups.items():
-        delta = [r["after"]["accuracy"]["test"] - r["before"]["accuracy"]["test"] for r in rs]
-        methods = {m: _method_summary(rs, m) for m in METHODS}
-        entry = {
-            "dataset": dataset,
-            "ansatz": ansatz,
-            "n_seeds": len(rs),
-            "trained": rs[0]["trained"],
-            "test_before": _acc(rs, "before", "test"),
-            "test_after": _acc(rs, "after", "test"),
-            "train_before": _acc(rs, "before", "train"),
-            "train_after": _acc(rs, "after", "train"),
-            "test_gain": _stats(delta),
-            "alignment_before": _stats([r["before"]["alignment"] for r in rs]),
-            "alignment_after": _stats([r["after"]["alignment"] for r in rs]),
-            "geometric_difference_after": _stats(
-                [r["after"]["geometric_difference_rbf"] for r in rs]
-            ),
-            "train_seconds": _stats([r["train_seconds"] for r in rs]),
-            "methods": {m: v for m, v in methods.items() if v is not None},
-        }
-        for other in ("untrained_tuned_bandwidth", "rbf_tuned"):
-            if entry["methods"].get(other) is not None:  # paired per seed, same split
-                entry[f"trained_minus_{other}"] = _stats(
-                    [
-                        r["after"]["accuracy"]["test"] - r["methods"][other]["accuracy"]["test"]
-                        for r in rs
-                    ]
-                )
-        out.append(entry)
-    return out
-
-
-def markdown_table(summary: list[dict[str, Any]]) -> str:
-    """Markdown tables of a summary: test accuracy of the four kernels, then their evaluators."""
-
-    def pm(s: dict[str, float] | None, scale: float = 100.0, digits: int = 1) -> str:
-        if s is None:
-            return "–"
-        return f"{s['mean'] * scale:.{digits}f} ± {s['std'] * scale:.{digits}f}"
-
-    present = [m for m in METHODS if any(m in s["methods"] for s in summary)]
-    head = (
-        "Test accuracy (%), mean ± std over seeds, same splits and SVM C for every kernel:\n\n"
-        "| dataset | ansatz | seeds | "
-        + " | ".join(METHOD_TITLES[m] for m in present)
-        + " | trained − tuned bandwidth (points, paired) | trained − RBF (points, paired) |\n"
-        + "|---|---|---|"
-        + "---|" * len(present)
-        + "---|---|\n"
+def _train(kern: EmbeddingKernel, ds: Dataset, cfg: ExperimentConfig, seed: int) -> Any:
+    """Alignment training of ``kern`` on the training split with ``cfg.training``."""
+    return train_alignment(
+        kern,
+        ds.X_train,
+        ds.y_train,
+        steps=cfg.training.steps,
+        batch_size=cfg.training.batch_size,
+        lr=cfg.training.lr,
+        centered=cfg.training.centered,
+        optimizer=cfg.training.optimizer,
+        seed=seed,
+        eval_every=cfg.training.eval_every,
     )
-    rows = []
-    for s in summary:
-        cells = [pm((s["methods"].get(m) or {}).get("test")) for m in present]
-        rows.append(
-            f"| {s['dataset']} | {s['ansatz']}{'' if s['trained'] else ' (fixed)'} "
-            f"| {s['n_seeds']} | "
-            + " | ".join(cells)
-            + f" | {pm(s.get('trained_minus_untrained_tuned_bandwidth'))}"
-            + f" | {pm(s.get('trained_minus_rbf_tuned'))} |"
+
+
+def _plot_run(
+    kern: EmbeddingKernel,
+    ds: Dataset,
+    C: float,
+    K_before: np.ndarray,
+    K_after: np.ndarray,
+    training: Any,
+    stem: Path,
+) -> None:
+    """A run's plots: Gram heatmaps, the alignment curve (when trained) and the decision
+    boundary (2-D data), as ``{stem}_gram.png`` etc."""
+    from qkernels import plots
+
+    plots.gram_heatmaps(K_before, K_after, ds.y_train, Path(f"{stem}_gram.png"))
+    if training:
+        plots.alignment_curve(
+            training.alignment, Path(f"{stem}_alignment.png"), training.full_alignment
         )
-    ev_head = (
-        "\nEvaluators on the training Gram (means over seeds): alignment, task-model alignment "
-        "(area under the cumulative power), polarity (class-rescaled), model complexity "
-        "s_K / N and Huang et al.'s bound (ridge regulariser `baselines.reg`), geometric "
-        "difference g(RBF‖K) to the tuned RBF kernel, effective dimension:\n\n"
-        "| dataset | ansatz | kernel | alignment | task-model alignment | polarity | s_K / N "
-        "| bound | g(RBF‖K) | eff. dim. | grid-edge choices |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
-    )
-    ev_rows = []
-    for s in summary:
-        for m in present:
-            e = s["methods"].get(m)
-            if e is None:
-                continue
-            edge = e.get("chosen_on_grid_edge")
-            ev_rows.append(
-                f"| {s['dataset']} | {s['ansatz']} | {METHOD_TITLES[m]} "
-                f"| {e['alignment']['mean']:.3f} | {e['task_model_alignment']['mean']:.3f} "
-                f"| {e['polarity']['mean']:.3f} | {e['model_complexity_per_n']['mean']:.3f} "
-                f"| {e['generalization_bound']['mean']:.3f} "
-                f"| {e['geometric_difference_rbf']['mean']:.2f} "
-                f"| {e['effective_dimension']['mean']:.1f} "
-                f"| {'–' if edge is None else str(edge) + '/' + str(s['n_seeds'])} |"
-            )
-    return head + "\n".join(rows) + "\n" + ev_head + "\n".join(ev_rows) + "\n"
+    if ds.n_features == 2:
+        plots.decision_boundary(kern, ds, C, Path(f"{stem}_boundary.png"))
 
 
 def run_experiment(
