@@ -567,10 +567,8 @@ def _decode(
         wrong = np.where(z >= 0, 1.0, -1.0) != np.where(Gn < 0, -1.0, 1.0).T[:, None, :]
         w = _weights(Gn, build["weighted"], build["weight_scale"]).T[:, None, :]
         pick_read = np.argmin((w * wrong).sum(axis=2), axis=1)  # first = lowest energy on ties
-        D = reads[np.arange(m), pick_read]
-    else:
-        D = sign_match_neuron_decode(result.best, n).astype(np.float64)
-    return D
+        return reads[np.arange(m), pick_read]
+    return sign_match_neuron_decode(result.best, n).astype(np.float64)
 
 
 def _step_latent(p: torch.Tensor, D: np.ndarray, lr: float, clip: float) -> int:
@@ -582,8 +580,7 @@ def _step_latent(p: torch.Tensor, D: np.ndarray, lr: float, clip: float) -> int:
     d = torch.as_tensor(D, dtype=p.dtype, device=p.device)
     new = (old - lr * d).clamp_(-clip, clip)
     p.copy_(new.reshape(p.shape))
-    flips = int((torch.where(new >= 0, 1.0, -1.0) != old_sign).sum())
-    return flips
+    return int((torch.where(new >= 0, 1.0, -1.0) != old_sign).sum())
 
 
 def _size_limit(optimizer: Any) -> tuple[int, str] | None:
