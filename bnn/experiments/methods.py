@@ -70,6 +70,8 @@ def _label(key: str) -> str:
         rest = key.removeprefix("qpsbgd_")
         if rest.endswith("_c0"):
             return f"QP-SBGD c=0 ({rest.removesuffix('_c0')})"
+        if rest.startswith("sm_"):
+            return f"QP-SBGD sign-match ({rest.removeprefix('sm_')})"
         return f"QP-SBGD ({rest})"
     return METHOD_LABELS.get(key, key)
 
