@@ -142,8 +142,8 @@ def ising_energies(
 ) -> np.ndarray:
     """Vectorised Ising energies ``h.s + 0.5 s.J.s + offset`` for a batch of problems.
 
-    All reads of all problems go through one matrix product (``(m * reads, n) @ J``, or
-    ``@ factor.T`` when a factor of rank ``r < n`` is given: ``0.5 s.J.s == 0.5 * factor_scale *
+    Each problem's reads go through one matrix product (``(reads, n) @ J``, stacked over the
+    problems, or ``@ factor.T`` when a factor of rank ``r < n`` is given: ``0.5 s.J.s == 0.5 * factor_scale *
     (||factor @ s||^2 - sum_i ||factor[:, i]||^2)``, ``O(r n)`` per read instead of ``O(n^2)``).
     Sums are accumulated in float64; a float32 ``J`` is applied in float32 (the problem itself
     holds no more digits), a float32 factor in float64 (its difference of squares cancels).
@@ -158,20 +158,22 @@ def ising_energies(
     n = h.shape[-1]
     s3 = s.reshape(s.shape[0], -1, s.shape[-1])  # (m, reads, n)
     lin = np.einsum("mrn,mn->mr", s3.astype(np.float64), np.asarray(h, dtype=np.float64))
-    flat = s3.reshape(-1, s3.shape[-1])  # (m * reads, n)
+    # one matrix product per problem (a stacked matmul): a problem's energies then do not
+    # depend on which other problems share the call (chunked and distributed solves give the
+    # same bits as a local one), only on its own reads
     if factor is not None and factor.shape[0] < n:
         F = np.asarray(factor, dtype=np.float64)
-        u = flat.astype(np.float64) @ F.T  # (m * reads, r)
-        quad = 0.5 * float(factor_scale) * (np.einsum("cr,cr->c", u, u) - float(np.sum(F * F)))
+        u = s3.astype(np.float64) @ F.T  # (m, reads, r)
+        quad = 0.5 * float(factor_scale) * (np.einsum("mcr,mcr->mc", u, u) - float(np.sum(F * F)))
     else:
         work = np.float32 if np.asarray(J).dtype == np.float32 else np.float64
-        sf = flat.astype(work)
-        field = sf @ J  # (m * reads, n)
+        sf = s3.astype(work)
+        field = sf @ J  # (m, reads, n)
         if work is np.float64:
-            quad = 0.5 * np.einsum("cn,cn->c", field, sf)
+            quad = 0.5 * np.einsum("mcn,mcn->mc", field, sf)
         else:
-            quad = 0.5 * np.einsum("cn,cn->c", field, sf, dtype=np.float64)
-    e = lin + quad.reshape(lin.shape) + np.asarray(offset, dtype=np.float64)[:, None]
+            quad = 0.5 * np.einsum("mcn,mcn->mc", field, sf, dtype=np.float64)
+    e = lin + quad + np.asarray(offset, dtype=np.float64)[:, None]
     return e[:, 0] if s.ndim == 2 else e
 
 

@@ -534,8 +534,9 @@ class BatchedAnnealer(dimod.Sampler):
         energies = batch.energies(samples)  # float64, bit-identical to every other path
         if num_reads > 1:
             order = np.argsort(energies, axis=1, kind="stable")
-            samples = np.take_along_axis(samples, order[:, :, None], axis=1)
-            energies = np.take_along_axis(energies, order, axis=1)
+            samples = np.ascontiguousarray(np.take_along_axis(samples, order[:, :, None], axis=1))
+            # recomputed in the sorted order: exactly what batch.energies(samples) gives
+            energies = batch.energies(samples)
         info = {
             "backend": "batched",
             "solved_by": "batched",
