@@ -525,28 +525,13 @@ def sign_match_update(
 def _sign_match_record(
     name: str, step: int, m: int, n: int, seed: int, backend: str
 ) -> dict[str, Any]:
-    """A layer's ``last_stats`` entry before its sign_match solve (every key present)."""
+    """A layer's ``last_stats`` entry before its sign_match solve: the optimizer's record
+    (``variables`` set once the problem size is known) plus the sign-matching audit keys."""
+    from qsgd.step_records import _new_record
+
     return {
-        "layer": name,
-        "step": step,
-        "problems": m,
+        **_new_record(name, step, m, n, seed, backend),
         "variables": 0,
-        "rows": 0,
-        "best_energy": float("nan"),
-        "flip_ratio": 0.0,
-        "num_weights": m * n,
-        "num_flipped": 0,
-        "wall_time": 0.0,
-        "backend": backend,
-        "solved_by": None,
-        "solved_by_counts": {},
-        "block_vars": None,
-        "seed": seed,
-        "skipped": False,
-        "qpu_calls": 0,
-        "problems_per_call": None,
-        "qpu_access_time": 0.0,
-        "chain_break_fraction": None,
         "sign_match_rows": 0,
         "mismatch": None,
         "mismatch_sign_grad": None,
