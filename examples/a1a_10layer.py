@@ -53,6 +53,7 @@ def grids(smoke: bool, curvature_scale: str = "fisher") -> dict[str, dict[str, l
             qpsbgd_lr=[0.003, 0.01],
             full_precision_lr=[0.003],
             bop_axes={"threshold": [1e-4], "gamma": [1e-2]},
+            proxquant_reg_rate=[1e-2],
         )
     curvature = [3.0, 30.0, 300.0] if curvature_scale == "fisher" else [0.01, 0.1, 1.0]
     return fair_grids([0.001, 0.003, 0.01], curvature)

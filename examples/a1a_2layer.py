@@ -70,6 +70,7 @@ def grids(smoke: bool) -> dict[str, dict[str, list[float]]]:
             baseline_lr=[0.01],
             full_precision_lr=[0.01],
             bop_axes={"threshold": [1e-4], "gamma": [1e-2]},
+            proxquant_reg_rate=[1e-2],
         )
     return fair_grids([0.003, 0.01, 0.03], [0.1, 1.0, 10.0])
 

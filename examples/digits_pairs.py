@@ -54,7 +54,12 @@ def grids(smoke: bool) -> dict[str, dict[str, list[float]]]:
     ``lr`` on the same values for every binary method, the non-binary Adam lr tied to it;
     QP-SBGD adds the (fisher-scaled) curvature, Bop ``threshold`` x ``gamma`` x its Adam lr."""
     if smoke:
-        return fair_grids([0.01], [30.0], bop_axes={"threshold": [1e-4], "gamma": [1e-2]})
+        return fair_grids(
+            [0.01],
+            [30.0],
+            bop_axes={"threshold": [1e-4], "gamma": [1e-2]},
+            proxquant_reg_rate=[1e-2],
+        )
     return fair_grids([0.001, 0.003, 0.01], [3.0, 30.0, 300.0])
 
 

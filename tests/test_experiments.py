@@ -118,6 +118,18 @@ def test_nonbinary_lr_tied_for_qpsbgd_and_a_searched_one_splits_the_baselines_gr
     assert not any(getattr(p, "_bnn_binary", False) for p in opt.param_groups[1]["params"])
 
 
+def test_fair_grids_search_proxquants_regulariser_rate_and_it_reaches_the_optimizer():
+    grids = experiments.fair_grids([0.01, 0.1], [1.0, 10.0])
+    assert grids["proxquant"] == {"lr": [0.01, 0.1], "reg_rate": [1e-3, 1e-2, 1e-1]}
+    assert grids["binaryconnect"] == {"lr": [0.01, 0.1]}
+    smoke = experiments.fair_grids([0.01], [1.0], proxquant_reg_rate=[0.5])
+    assert smoke["proxquant"]["reg_rate"] == [0.5]
+    pq = Method("proxquant", "PQ", "proxquant", axes=grids["proxquant"])
+    assert len(pq.grid) == 6
+    opt = experiments._make_optimizer(pq, BinaryMLP(6, [4], 2), pq.grid[-1], seed=0)
+    assert opt.param_groups[0]["reg_rate"] == 0.1
+
+
 def test_build_methods_rejects_unknown_method_and_missing_family():
     with pytest.raises(ValueError, match="unknown method 'sgd'"):
         build_methods(_grids(), backends=["neal"], include=["sgd"])

@@ -209,13 +209,17 @@ def fair_grids(
     baseline_lr: Sequence[float] | None = None,
     full_precision_lr: Sequence[float] | None = None,
     bop_axes: Mapping[str, Sequence[float]] | None = None,
+    proxquant_reg_rate: Sequence[float] | None = None,
 ) -> dict[str, dict[str, list[float]]]:
     """The search axes of every method under protocol ``fair-1`` (one definition for all scripts).
 
     Every binary method searches its step size ``lr`` on the same values, the non-binary
     parameters' Adam lr tied to it (QP-SBGD ``other_lr = lr``); QP-SBGD adds its
-    ``curvature``; the c = 0 ablation is the same pipeline at curvature 0; Bop, which has no
-    step size, searches ``threshold`` x ``gamma`` x its Adam ``lr``. The keyword overrides
+    ``curvature``; the c = 0 ablation is the same pipeline at curvature 0; ProxQuant adds the
+    growth rate ``reg_rate`` of its regulariser (the schedule ``lambda_t = reg_rate * t`` counts
+    steps, so the right rate depends on the steps a task takes: 1 per epoch on a full-batch
+    graph, ~100 on a1a); Bop, which has no step size, searches ``threshold`` x ``gamma`` x its
+    Adam ``lr``. The keyword overrides
     exist for the reduced smoke grids; a full grid passes ``lr`` and ``curvature`` only. The
     harness extends any axis whose choice sits on an edge.
 
@@ -228,7 +232,8 @@ def fair_grids(
     return {
         "qpsbgd": {"lr": list(qpsbgd_lr or lr), "curvature": list(curvature)},
         "qpsbgd_c0": {"lr": list(c0_lr or lr)},
-        **{k: {"lr": base} for k in ("binaryconnect", "signsgd", "proxquant")},
+        **{k: {"lr": base} for k in ("binaryconnect", "signsgd")},
+        "proxquant": {"lr": base, "reg_rate": list(proxquant_reg_rate or [1e-3, 1e-2, 1e-1])},
         "bop": {**{k: list(v) for k, v in bop.items()}, "lr": base},
         "full_precision": {"lr": list(full_precision_lr or lr)},
     }
