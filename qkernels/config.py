@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -35,13 +34,10 @@ from qkernels.ansatz import ANSATZE
 from qkernels.datasets import DATASETS, check_dataset_args, dataset_features
 from qkernels.device import DEVICES
 from qkernels.training import OPTIMIZERS
+from qsgd.configio import ErrorWording, FileWording, read_config_file
+from qsgd.configio import format_validation_error as _format
 from qsgd.distributed import DaskConfig
 from qsgd.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = [
     "DatasetConfig",
@@ -319,19 +315,7 @@ class ExperimentConfig(_Strict):
                 column) or invalid values (see :meth:`from_dict`).
         """
         p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"config file {str(p)!r} does not exist")
-        if not p.is_file():
-            raise ConfigError(f"config path {str(p)!r} is not a file (a TOML file is expected)")
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read config file {str(p)!r}: {exc}") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            detail = " ".join(str(exc).split())
-            raise ConfigError(f"config file {str(p)!r} is not valid TOML: {detail}") from None
+        data = read_config_file(p, wording=_FILE_WORDING, yaml=False)
         return cls.from_dict(data, source=str(p))
 
     def smoke_version(self) -> ExperimentConfig:
@@ -351,14 +335,12 @@ class ExperimentConfig(_Strict):
         return ExperimentConfig.from_dict(data)
 
 
-_TOML_TYPES = {
-    str: "string",
-    int: "integer",
-    float: "float",
-    bool: "boolean",
-    dict: "table",
-    list: "array",
-}
+_FILE_WORDING = FileWording(
+    missing="config file {path} does not exist",
+    not_a_file="config path {path} is not a file (a TOML file is expected)",
+    unreadable="cannot read config file {path}: {detail}",
+    invalid="config file {path} is not valid {fmt}: {detail}",
+)
 _EXPECTED = {
     "model_type": "a table",
     "dict_type": "a table",
@@ -368,55 +350,24 @@ _EXPECTED = {
     "bool_type": "a boolean (true or false)",
     "string_type": "a string",
 }
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _known_keys(loc: tuple[Any, ...]) -> list[str]:
-    """The keys of the section at ``loc`` (list indices skipped)."""
-    model: type[BaseModel] = ExperimentConfig
-    for item in loc:
-        if isinstance(item, int):
-            continue
-        field = model.model_fields.get(str(item))
-        if field is None:
-            break
-        annotation = field.annotation
-        for arg in (annotation, *getattr(annotation, "__args__", ())):
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
-                model = arg
-                break
-    return sorted(model.model_fields)
+_WORDING = ErrorWording(
+    {
+        "extra_forbidden": "{at}unknown key (known keys here: {keys}){got}",
+        "missing": "{at}required key is missing",
+        **{
+            kind: f"{{at}}must be {what} (got {{value}} of type {{type}})"
+            for kind, what in _EXPECTED.items()
+        },
+        "value_error": "{at}{msg}{got}",
+        "should": "{path}: must be {must}{got}",
+        "*": "{path}: {msg}{got}",
+    },
+    top="config",
+    sort_keys=True,
+    shorten=80,
+)
 
 
 def format_validation_error(exc: ValidationError) -> str:
     """One line for a pydantic error: ``path: must be ... (got value)`` per problem, joined by ``;``."""
-    messages = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(err.get("loc", ()))
-        path = ".".join(str(p) for p in loc)
-        kind = err.get("type", "")
-        value = err.get("input")
-        msg = str(err.get("msg", "")).removeprefix("Value error, ")
-        if kind == "extra_forbidden":
-            known = ", ".join(_known_keys(loc[:-1]))
-            messages.append(f"{path}: unknown key (known keys here: {known}) (got {_short(value)})")
-        elif kind == "missing":
-            messages.append(f"{path}: required key is missing")
-        elif kind in _EXPECTED:
-            tname = _TOML_TYPES.get(type(value), type(value).__name__)
-            messages.append(
-                f"{path}: must be {_EXPECTED[kind]} (got {_short(value)} of type {tname})"
-            )
-        elif kind == "value_error":
-            if "(got" not in msg:
-                msg = f"{msg} (got {_short(value)})"
-            messages.append(f"{path}: {msg}" if path else msg)
-        else:
-            detail = msg.removeprefix("Input should be ")
-            detail = f"must be {detail}" if detail != msg else msg
-            messages.append(f"{path or 'config'}: {detail} (got {_short(value)})")
-    return "; ".join(messages)
+    return _format(exc, ExperimentConfig, _WORDING)

@@ -43,7 +43,7 @@ from qkernels.kernel import (
     gram_from_states,
     projected_gram_from_states,
 )
-from qsgd.distributed import DaskConfig, DaskEngine, resolve_engine
+from qsgd.distributed import DaskConfig, DaskEngine, chunk_plan, resolve_engine
 from qsgd.errors import ConfigError
 
 __all__ = ["DEFAULT_TILE_ROWS", "distributed_gram", "tile_ranges"]
@@ -53,7 +53,8 @@ DEFAULT_TILE_ROWS = 128
 
 
 def tile_ranges(n: int, tile_rows: int) -> list[tuple[int, int]]:
-    """Half-open row ranges of ``tile_rows`` rows (the last may be shorter).
+    """Half-open row ranges of ``tile_rows`` rows (the last may be shorter):
+    :func:`qsgd.distributed.chunk_plan` with the message naming ``tile_rows``.
 
     Raises:
         ConfigError: ``tile_rows`` is not a positive int.
@@ -62,9 +63,7 @@ def tile_ranges(n: int, tile_rows: int) -> list[tuple[int, int]]:
         >>> tile_ranges(5, 2)
         [(0, 2), (2, 4), (4, 5)]
     """
-    if isinstance(tile_rows, bool) or not isinstance(tile_rows, (int, np.integer)) or tile_rows < 1:
-        raise ConfigError(f"tile_rows must be a positive int (got {tile_rows!r})")
-    return [(s, min(s + int(tile_rows), int(n))) for s in range(0, int(n), int(tile_rows))]
+    return chunk_plan(n, tile_rows, name="tile_rows")
 
 
 def _states(kernel: EmbeddingKernel, x: torch.Tensor) -> torch.Tensor:

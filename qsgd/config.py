@@ -25,7 +25,6 @@ where a layer's batch is solved (see :mod:`qsgd.distributed`): ``"local"`` in-pr
 from __future__ import annotations
 
 import inspect
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,20 +40,22 @@ from pydantic import (
     model_validator,
 )
 
+from qsgd.configio import FileWording, format_validation_error, parse_config_text, read_config_file
 from qsgd.distributed.settings import DaskConfig
 from qsgd.errors import ConfigError
 from qsgd.samplers.base import check_options
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = ["AnnealerConfig", "backend_options"]
 
 _PACKABLE = {"dwave": "dwave-packed", "mock-dwave": "mock-dwave-packed"}
 _RUN_FIELDS = ("num_reads", "num_sweeps", "seed", "beta_range", "chain_strength", "annealing_time")
 _INIT_FIELDS = ("fallback", "timeout", "connect_timeout")
+_FILE_WORDING = FileWording(
+    missing="cannot read annealer config file {path}: no such file",
+    not_a_file="cannot read annealer config file {path}: not a file",
+    unreadable="cannot read annealer config file {path}: {detail}",
+    invalid="invalid {fmt} in annealer config: {detail}",
+)
 
 
 def backend_options(name: str) -> tuple[set[str], set[str]]:
@@ -309,7 +310,7 @@ class AnnealerConfig(BaseModel):
         try:
             return cls.model_validate(dict(data))
         except ValidationError as exc:
-            raise ConfigError(_format_errors(exc, path)) from None
+            raise ConfigError(format_validation_error(exc, cls, prefix=path)) from None
 
     @classmethod
     def from_toml(cls, source: str | Path) -> AnnealerConfig:
@@ -318,35 +319,11 @@ class AnnealerConfig(BaseModel):
         Raises:
             ConfigError: unreadable TOML or an invalid table (see :meth:`from_dict`).
         """
-        text = None
         if isinstance(source, Path) or (
             isinstance(source, str) and "\n" not in source and "=" not in source
         ):
-            try:
-                text = Path(source).read_text()
-            except OSError as exc:
-                raise ConfigError(
-                    f"cannot read annealer config file {str(source)!r}: {exc}"
-                ) from exc
+            data = read_config_file(source, wording=_FILE_WORDING, yaml=False)
         else:
-            text = str(source)
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"invalid TOML in annealer config: {exc}") from exc
+            data = parse_config_text(str(source), source="annealer config", wording=_FILE_WORDING)
         table = data.get("annealer", data)
         return cls.from_dict(table)
-
-
-def _format_errors(exc: ValidationError, path: str) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in (path, *err["loc"]))
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            model = DaskConfig if err["loc"][:1] == ("dask",) else AnnealerConfig
-            msg = f"unknown key {err['loc'][-1]!r}; allowed keys: {', '.join(model.model_fields)}"
-        if "(got" not in msg:  # a validator's own message already shows the value
-            msg = f"{msg} (got {err.get('input')!r})"
-        lines.append(f"{loc}: {msg}")
-    return "; ".join(lines)

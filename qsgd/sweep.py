@@ -18,17 +18,12 @@ import csv
 import io
 import itertools
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from qsgd.configio import toml_literal
 from qsgd.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = [
     "sweep_parser",
@@ -41,13 +36,6 @@ __all__ = [
     "write_table",
     "markdown_rows",
 ]
-
-
-def _literal(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text  # bare string, e.g. annealer.backend=tabu
 
 
 def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
@@ -67,7 +55,7 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
             raise ConfigError(f"grid key must be a dotted path like optimizer.lr (got {key!r})")
         if key in grid:
             raise ConfigError(f"grid key {key!r} is given twice")
-        value = _literal(text)
+        value = toml_literal(text)
         values = value if isinstance(value, list) else [value]
         if not values:
             raise ConfigError(f"grid key {key!r} has no values (got {text!r})")
@@ -100,7 +88,7 @@ def parse_seeds(value: str | Sequence[int]) -> list[int]:
             except ValueError:
                 seeds = None
         elif text.startswith("["):
-            seeds = _literal(text)
+            seeds = toml_literal(text)
         else:
             try:
                 seeds = [int(s) for s in text.split(",") if s.strip()]

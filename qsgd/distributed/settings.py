@@ -212,16 +212,9 @@ class DaskConfig(BaseModel):
         try:
             return cls.model_validate(dict(value))
         except ValidationError as exc:
-            parts = []
-            for err in exc.errors(include_url=False):
-                loc = ".".join(str(p) for p in err["loc"]) or "dask"
-                msg = err["msg"].removeprefix("Value error, ")
-                if err["type"] == "extra_forbidden":
-                    msg = f"unknown key; known keys: {', '.join(cls.model_fields)}"
-                if "(got" not in msg:
-                    msg += f" (got {err.get('input')!r})"
-                parts.append(f"dask.{loc}: {msg}" if err["loc"] else msg)
-            raise ConfigError("; ".join(parts)) from None
+            from qsgd.configio import format_validation_error
+
+            raise ConfigError(format_validation_error(exc, cls, prefix="dask")) from None
 
 
 def _check_tls(ca: Any, cert: Any, key: Any) -> tuple[str | None, str | None, str | None]:
@@ -345,8 +338,16 @@ def _unreachable(address: str, timeout: float, exc: BaseException) -> BackendErr
     )
 
 
-def chunk_plan(m: int, chunk_size: int) -> list[tuple[int, int]]:
-    """Half-open problem ranges ``[(start, stop), ...]`` of ``chunk_size`` problems (last shorter).
+def chunk_plan(m: int, chunk_size: int, *, name: str = "chunk_size") -> list[tuple[int, int]]:
+    """Half-open ranges ``[(start, stop), ...]`` of ``chunk_size`` items of ``m`` (last shorter).
+
+    The one range helper of the Dask engine: annealer problems per task, Gram rows per tile
+    (:func:`qkernels.distributed.tile_ranges`).
+
+    Args:
+        m: Number of items.
+        chunk_size: Items per range.
+        name: What the caller calls ``chunk_size``, for the message.
 
     Raises:
         ConfigError: ``chunk_size`` is not a positive int.
@@ -360,6 +361,6 @@ def chunk_plan(m: int, chunk_size: int) -> list[tuple[int, int]]:
         or not isinstance(chunk_size, (int, np.integer))
         or chunk_size < 1
     ):
-        raise ConfigError(f"chunk_size must be a positive int (got {chunk_size!r})")
+        raise ConfigError(f"{name} must be a positive int (got {chunk_size!r})")
     starts = range(0, int(m), int(chunk_size))
     return [(s, min(s + int(chunk_size), int(m))) for s in starts]
