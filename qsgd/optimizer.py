@@ -302,7 +302,9 @@ class QPSBGD(BinaryCaseOptimizer):
                 f"layer {name!r}: captured inputs have {X.shape[0]} rows but gradients {G.shape[0]}"
             )
         for what, t in (("inputs", X), ("gradients", G)):
-            if not bool(torch.isfinite(t).all()):
+            # one reduction without a mask tensor; a non-finite sum (NaN/inf, or an overflow
+            # of finite values) is checked element by element
+            if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
                 bad = int((~torch.isfinite(t)).sum())
                 raise ProblemError(
                     f"layer {name!r}: captured {what} contain {bad} non-finite value(s) "

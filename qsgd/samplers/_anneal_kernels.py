@@ -280,8 +280,11 @@ def run_fast(
     num_reads: int,
     num_threads: int,
     refresh: int = 16,
+    lanes_only: bool = False,
 ) -> np.ndarray:
-    """Anneal every chain with the float32 kernels; the factor one when ``factor`` is given.
+    """Anneal every chain with the float32 kernels: the factor one when ``factor`` is given,
+    else the dense one, or its blocked form from ``BLOCKED_MIN_SPINS`` spins, and the
+    independent-spin one when there are no couplings (:mod:`qsgd.samplers._anneal_blocked`).
 
     Args:
         h: Fields ``(m, n)``.
@@ -295,12 +298,21 @@ def run_fast(
         num_reads: Chains per problem.
         num_threads: Threads for the parallel loop over groups.
         refresh: Sweeps between recomputations of ``u`` / ``lf`` from the spins.
+        lanes_only: Use the lane kernels even where the blocked or independent-spin path
+            would be taken (the tests compare the paths).
 
     Returns:
         Final spins, ``(m * num_reads, n)`` int8.
     """
+    from qsgd.samplers import _anneal_blocked as _b
+
     num_chains, n = spins.shape
     nl = lane_width(num_chains, num_threads)
+    couplings = J if factor is None else (factor if factor_scale != 0 else None)
+    if not lanes_only and (couplings is None or not np.any(couplings)):
+        return _b.run_free(h, betas, spins, seeds, num_reads, num_threads, nl)
+    if not lanes_only and factor is None and n >= _b.BLOCKED_MIN_SPINS:
+        return _b.run_blocked(h, J, betas, spins, seeds, num_reads, num_threads, refresh)
     num_groups = -(-num_chains // nl)
     padded = num_groups * nl
     problem = np.minimum(np.arange(padded) // num_reads, h.shape[0] - 1)

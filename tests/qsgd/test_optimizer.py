@@ -438,6 +438,22 @@ def test_non_finite_loss_inputs_and_gradients() -> None:
     assert opt.step_count == 0
 
 
+def test_capture_check_accepts_finite_values_whose_sum_overflows() -> None:
+    # the check reduces with one sum first; an overflowing sum of finite values is not an error
+    model = mlp()
+    opt = QPSBGD(model, backend="exact")
+    X, y = toy_data()
+    F.cross_entropy(model(X), y).backward()
+    layer = opt._layers[0]
+    layer.captured_inputs = torch.full_like(layer.captured_inputs, 3e38)
+    assert not torch.isfinite(layer.captured_inputs.sum())
+    got, _ = opt._captured(0)
+    assert got is layer.captured_inputs
+    layer.captured_inputs[1, 2] = float("inf")
+    with pytest.raises(ProblemError, match=r"captured inputs contain 1 non-finite"):
+        opt._captured(0)
+
+
 def test_load_state_dict_rejects_foreign_dict() -> None:
     model = mlp()
     opt = QPSBGD(model)
