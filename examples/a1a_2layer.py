@@ -43,15 +43,14 @@ from bnn.data import A1A_PAPER_FEATURES, get_dataset
 from bnn.experiments import (
     Task,
     add_common_arguments,
-    annealer_settings,
     build_methods,
     command_line,
     fair_grids,
-    fix_threads,
-    run_experiment,
+    parse_experiment_args,
+    run_and_write,
     shrink_tabular,
-    write_results,
 )
+from bnn.experiments.cli import shorten_backend, usage_error
 from bnn.models import BinaryMLP
 
 
@@ -273,6 +272,14 @@ def audit_sign_match(
     }
 
 
+def _write_json(out_dir: str, name: str, data: dict) -> None:
+    """``data`` as ``OUT_DIR/NAME.json``; names the file on stderr."""
+    path = Path(out_dir) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"wrote {path}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser, default_backends=["neal", "exact"])
@@ -319,13 +326,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--qpu-batches", type=int, default=20, help="batches per epoch of QP-SBGD (mock-dwave)"
     )
-    args = parser.parse_args(argv)
-    try:
-        backends, annealer = annealer_settings(args, {"num_reads": 10, "num_sweeps": 100})
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    fix_threads(args.threads, numba_too=args.jobs == 1)
+    args, backends, annealer = parse_experiment_args(
+        parser, argv, {"num_reads": 10, "num_sweeps": 100}
+    )
     kwargs = {"root": args.data_root} if args.data_root else {}
     ds = get_dataset("a1a", features=list(A1A_PAPER_FEATURES), val_fraction=0.1, seed=0, **kwargs)
     if args.smoke:
@@ -333,11 +336,7 @@ def main(argv: list[str] | None = None) -> dict:
     epochs = 1 if args.smoke else args.epochs
     if args.audit_sign_match is not None:
         if args.audit_sign_match < 1:
-            print(
-                f"error: --audit-sign-match must be >= 1 (got {args.audit_sign_match})",
-                file=sys.stderr,
-            )
-            raise SystemExit(2)
+            usage_error(f"--audit-sign-match must be >= 1 (got {args.audit_sign_match})")
         out = audit_sign_match(
             ds,
             annealer,
@@ -350,11 +349,8 @@ def main(argv: list[str] | None = None) -> dict:
         reads = annealer.get("num_reads")
         name = f"a1a_2layer_sign_match_audit_{reads}reads"
         name += "_mismatch" if args.sign_match_decode == "mismatch" else "_energy"
-        path = Path(args.out) / f"{name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(out, indent=1) + "\n")
         print(json.dumps(out["layers"], indent=1))
-        print(f"wrote {path}", file=sys.stderr)
+        _write_json(args.out, name, out)
         return out
     if args.diagnose:
         out = {
@@ -363,10 +359,7 @@ def main(argv: list[str] | None = None) -> dict:
             "majority_rate_test": float((ds.y_test == 0).float().mean()),
             "runs": diagnose(ds, 1 if args.smoke else args.seeds, epochs),
         }
-        path = Path(args.out) / "a1a_2layer_diagnosis.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(out, indent=1) + "\n")
-        print(f"wrote {path}", file=sys.stderr)
+        _write_json(args.out, "a1a_2layer_diagnosis", out)
         return out
     task = Task(
         "a1a_2layer",
@@ -382,10 +375,7 @@ def main(argv: list[str] | None = None) -> dict:
     sm_backends = args.sign_match_backend or ["neal"]
     sm_backends = [] if sm_backends == ["none"] else sm_backends
     if args.sign_match_rows < 0:
-        print(
-            f"error: --sign-match-rows must be >= 0 (got {args.sign_match_rows})", file=sys.stderr
-        )
-        raise SystemExit(2)
+        usage_error(f"--sign-match-rows must be >= 0 (got {args.sign_match_rows})")
     rows = 4 if args.smoke else (args.sign_match_rows or None)
     grid = grids(args.smoke)
     methods = build_methods(grid, backends=backends, annealer=annealer)
@@ -396,28 +386,26 @@ def main(argv: list[str] | None = None) -> dict:
     if include is not None:
         unknown = [k for k in include if k not in {m.key for m in methods}]
         if unknown:
-            print(
-                f"error: unknown method {unknown[0]!r}; methods of this run: "
-                f"{', '.join(m.key for m in methods)}",
-                file=sys.stderr,
-            )
-            raise SystemExit(2)
+            known = ", ".join(m.key for m in methods)
+            usage_error(f"unknown method {unknown[0]!r}; methods of this run: {known}")
         methods = [m for m in methods if m.key in include]
-    has_neal = any(m.key == "qpsbgd_neal" for m in methods)
-    for m in methods:
-        if m.key == "qpsbgd_mock-dwave" and not args.smoke:
-            m.seeds = list(range(min(args.qpu_seeds, args.seeds)))
-            m.epochs, m.max_batches = args.qpu_epochs, args.qpu_batches
-            if has_neal:
-                m.search_from = "qpsbgd_neal"
+    if not args.smoke:
+        shorten_backend(
+            methods,
+            "mock-dwave",
+            seeds=min(args.qpu_seeds, args.seeds),
+            epochs=args.qpu_epochs,
+            max_batches=args.qpu_batches,
+            search_from="neal",
+        )
     seeds = list(range(1 if args.smoke else args.seeds))
-    results = run_experiment(
+    return run_and_write(
         task,
         methods,
+        args,
         seeds=seeds,
-        jobs=args.jobs,
-        threads=args.threads,
         title=f"a1a, 2-layer binary MLP (3 features, hidden 5, batch 20), {len(seeds)} seeds",
+        stem="a1a_2layer",
         extra={
             "command": command_line("examples/a1a_2layer.py", argv),
             "annealer": annealer,
@@ -425,10 +413,6 @@ def main(argv: list[str] | None = None) -> dict:
             "smoke": args.smoke,
         },
     )
-    paths = write_results(results, args.out, "a1a_2layer")
-    print(results["table"])
-    print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
-    return results
 
 
 if __name__ == "__main__":

@@ -29,20 +29,17 @@ Run::
 from __future__ import annotations
 
 import argparse
-import sys
 
 from bnn.data import get_dataset
 from bnn.experiments import (
     Task,
     add_common_arguments,
-    annealer_settings,
     build_methods,
     command_line,
     fair_grids,
-    fix_threads,
-    run_experiment,
+    parse_experiment_args,
+    run_and_write,
     shrink_tabular,
-    write_results,
 )
 from bnn.models import BinaryCNN, BinaryMLP
 
@@ -63,19 +60,39 @@ def grids(smoke: bool) -> dict[str, dict[str, list[float]]]:
     return fair_grids([0.001, 0.003, 0.01], [3.0, 30.0, 300.0])
 
 
-def _pair(text: str) -> tuple[int, int]:
-    a, _, b = text.partition("/")
-    return int(a), int(b)
+def _pairs(text: str) -> list[tuple[int, int]]:
+    """``--pairs`` (``a/b,c/d,...``) as digit pairs; ValueError unless distinct digits 0-9."""
+    bad = ValueError(f"--pairs must be distinct digits 0-9 like 1/7 (got {text!r})")
+    try:
+        pairs = [(int(a), int(b)) for a, _, b in (p.partition("/") for p in text.split(","))]
+    except ValueError:
+        raise bad from None
+    if any(len(set(pair)) != 2 or not all(0 <= d <= 9 for d in pair) for pair in pairs):
+        raise bad
+    return pairs
 
 
 def _channels(text: str) -> tuple[int, int]:
+    """``--channels`` (``c1,c2``) of the conv net; ValueError unless two positive ints."""
+    bad = ValueError(f"--channels must be two positive ints like 8,16 (got {text!r})")
     try:
         c1, c2 = (int(c) for c in text.split(","))
     except ValueError:
-        raise ValueError(f"--channels must be two positive ints like 8,16 (got {text!r})") from None
+        raise bad from None
     if c1 < 1 or c2 < 1:
-        raise ValueError(f"--channels must be two positive ints like 8,16 (got {text!r})")
+        raise bad
     return c1, c2
+
+
+def _check(args: argparse.Namespace) -> None:
+    """The script's own checks (ValueError: exit 2 through ``parse_experiment_args``)."""
+    _channels(args.channels)
+    _pairs(args.pairs)
+    for flag in ("epochs", "width", "depth", "batch_size"):
+        if getattr(args, flag) < 1:
+            raise ValueError(
+                f"--{flag.replace('_', '-')} must be a positive int (got {getattr(args, flag)})"
+            )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -97,35 +114,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--channels", default="8,16", help="conv net: channels c1,c2 of its two conv layers"
     )
-    args = parser.parse_args(argv)
-    try:
-        backends, annealer = annealer_settings(args, {"num_reads": 1, "num_sweeps": 10})
-        channels = _channels(args.channels)
-        pairs = [_pair(p) for p in args.pairs.split(",")]
-        for pair in pairs:
-            if len(set(pair)) != 2 or not all(0 <= d <= 9 for d in pair):
-                raise ValueError(
-                    f"--pairs must be distinct digits 0-9 like 1/7 (got {args.pairs!r})"
-                )
-        for flag in ("epochs", "width", "depth", "batch_size"):
-            if getattr(args, flag) < 1:
-                raise ValueError(
-                    f"--{flag.replace('_', '-')} must be a positive int (got {getattr(args, flag)})"
-                )
-    except ValueError as exc:
-        msg = str(exc)
-        if "--pairs" not in msg and "--channels" not in msg and "invalid literal" in msg:
-            msg = f"--pairs must be distinct digits 0-9 like 1/7 (got {args.pairs!r})"
-        print(f"error: {msg}", file=sys.stderr)
-        raise SystemExit(2) from None
-    fix_threads(args.threads, numba_too=args.jobs == 1)
-    if args.smoke:
-        pairs = pairs[:1]
+    args, backends, annealer = parse_experiment_args(
+        parser, argv, {"num_reads": 1, "num_sweeps": 10}, validate=_check
+    )
+    pairs = _pairs(args.pairs)[: 1 if args.smoke else None]
     include = args.methods.split(",") if args.methods else None
     seeds = list(range(1 if args.smoke else args.seeds))
     width, depth = (8, 1) if args.smoke else (args.width, args.depth)
-    if args.smoke:
-        channels = (2, 4)
+    channels = (2, 4) if args.smoke else _channels(args.channels)
     conv = args.model == "conv"
     prefix = "digits_conv" if conv else "digits"
     if conv:
@@ -164,16 +160,15 @@ def main(argv: list[str] | None = None) -> dict:
             include=include,
             qpsbgd_options={"curvature_scale": "fisher"},
         )
-        results = run_experiment(
+        out[f"{a}v{b}"] = run_and_write(
             task,
             methods,
+            args,
             seeds=seeds,
-            jobs=args.jobs,
-            threads=args.threads,
             title=(
-                f"digits {a} vs {b} (sklearn 8x8, stand-in for MNIST), {arch}, "
-                f"{len(seeds)} seeds"
+                f"digits {a} vs {b} (sklearn 8x8, stand-in for MNIST), {arch}, {len(seeds)} seeds"
             ),
+            stem=f"{prefix}_{a}v{b}",
             extra={
                 "command": command_line("examples/digits_pairs.py", argv),
                 "annealer": annealer,
@@ -182,10 +177,6 @@ def main(argv: list[str] | None = None) -> dict:
                 "dataset": "sklearn digits 8x8 (stand-in for MNIST), splits 50/20/30, seed 0",
             },
         )
-        paths = write_results(results, args.out, f"{prefix}_{a}v{b}")
-        print(results["table"])
-        print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
-        out[f"{a}v{b}"] = results
     return out
 
 

@@ -1,7 +1,9 @@
 """Command-line helpers of the experiment scripts (``examples/*.py``): shared arguments.
 
 :func:`add_common_arguments` adds the options every script shares, :func:`annealer_settings`
-validates them and reads ``--annealer-config``, :func:`command_line` records the command.
+validates them and reads ``--annealer-config``, :func:`command_line` records the command,
+:func:`parse_experiment_args` parses (bad input: :func:`usage_error`), :func:`shorten_backend`
+gives a slow backend's column a reduced protocol and :func:`run_and_write` runs and writes.
 """
 
 from __future__ import annotations
@@ -9,9 +11,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 
 # --------------------------------------------------------------------- command line
@@ -159,16 +161,40 @@ def command_line(script: str | None = None, argv: Sequence[str] | None = None) -
     return "python " + " ".join(shlex.quote(a) for a in args)
 
 
+def usage_error(message: str) -> NoReturn:
+    """End the process on bad command-line input: one ``error: MESSAGE`` line on stderr, exit
+    code 2, no traceback.
+
+    Example:
+        >>> import contextlib, io
+        >>> err = io.StringIO()
+        >>> with contextlib.redirect_stderr(err):
+        ...     try:
+        ...         usage_error("--epochs must be a positive int (got 0)")
+        ...     except SystemExit as exc:
+        ...         print(exc.code)
+        2
+        >>> err.getvalue().splitlines()
+        ['error: --epochs must be a positive int (got 0)']
+    """
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def parse_experiment_args(
     parser: argparse.ArgumentParser,
     argv: Sequence[str] | None,
     annealer_defaults: Mapping[str, Any],
+    *,
+    validate: Callable[[argparse.Namespace], None] | None = None,
 ) -> tuple[argparse.Namespace, list[str], dict[str, Any]]:
     """Parse an experiment script's arguments, read its annealer settings, fix its threads.
 
     Bad input ends the process with exit code 2 and one ``error: ...`` line on stderr (no
-    traceback). The thread counts are fixed with :func:`bnn.experiments.fix_threads` (numba's
-    too unless ``--jobs`` forks workers).
+    traceback, :func:`usage_error`): a ``ValueError`` of :func:`annealer_settings`, then of
+    ``validate(args)`` (the script's own checks, run after the shared ones). The thread counts
+    are fixed with :func:`bnn.experiments.fix_threads` (numba's too unless ``--jobs`` forks
+    workers).
 
     Returns:
         ``(args, backends, annealer)``: the namespace and :func:`annealer_settings`'s result.
@@ -178,9 +204,10 @@ def parse_experiment_args(
     args = parser.parse_args(argv)
     try:
         backends, annealer = annealer_settings(args, annealer_defaults)
+        if validate is not None:
+            validate(args)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        usage_error(str(exc))
     fix_threads(args.threads, numba_too=args.jobs == 1)
     return args, backends, annealer
 
@@ -199,15 +226,46 @@ def shorten_neal(
     ``max_batches`` batches per epoch when given), reusing the ``batched`` column's search
     when that column runs.
     """
-    has_batched = any(m.key == "qpsbgd_batched" for m in methods)
+    shorten_backend(
+        methods,
+        "neal",
+        seeds=min(args.neal_seeds, args.seeds),
+        epochs=epochs,
+        max_batches=max_batches,
+        search_from="batched",
+    )
+
+
+def shorten_backend(
+    methods: Sequence[Any],
+    backend: str,
+    *,
+    seeds: int,
+    epochs: int,
+    max_batches: int | None = None,
+    search_from: str | None = None,
+) -> None:
+    """Give the QP-SBGD column on a slow ``backend`` (key ``qpsbgd_<backend>``) a reduced
+    protocol: seeds ``0..seeds-1``, ``epochs`` epochs, ``max_batches`` batches per epoch when
+    given, and the search of the ``qpsbgd_<search_from>`` column when that column runs (the
+    same algorithm on another solver). Other methods are left alone.
+
+    Example:
+        >>> from bnn.experiments import Method
+        >>> ms = [Method("qpsbgd_neal", "n", "qpsbgd"), Method("qpsbgd_mock-dwave", "q", "qpsbgd")]
+        >>> shorten_backend(ms, "mock-dwave", seeds=2, epochs=1, max_batches=20, search_from="neal")
+        >>> ms[1].seeds, ms[1].epochs, ms[1].max_batches, ms[1].search_from
+        ([0, 1], 1, 20, 'qpsbgd_neal')
+    """
+    runs_source = search_from is not None and any(m.key == f"qpsbgd_{search_from}" for m in methods)
     for m in methods:
-        if m.key == "qpsbgd_neal":
-            m.seeds = list(range(min(args.neal_seeds, args.seeds)))
+        if m.key == f"qpsbgd_{backend}":
+            m.seeds = list(range(seeds))
             m.epochs = epochs
             if max_batches is not None:
                 m.max_batches = max_batches
-            if has_batched:
-                m.search_from = "qpsbgd_batched"
+            if runs_source:
+                m.search_from = f"qpsbgd_{search_from}"
 
 
 def run_and_write(
