@@ -32,6 +32,7 @@ from bnn.experiments import (
     run_and_write,
     shorten_neal,
     shrink_tabular,
+    usage_errors,
 )
 from bnn.models import BinaryMLP
 
@@ -99,13 +100,14 @@ def main(argv: list[str] | None = None) -> dict:
         max_batches=3 if args.smoke else args.max_batches,
     )
     include = args.methods.split(",") if args.methods else None
-    methods = build_methods(
-        grids(args.smoke, args.curvature_scale),
-        backends=backends,
-        annealer=annealer,
-        include=include,
-        qpsbgd_options={"curvature_scale": args.curvature_scale},
-    )
+    with usage_errors():  # an unknown --methods key
+        methods = build_methods(
+            grids(args.smoke, args.curvature_scale),
+            backends=backends,
+            annealer=annealer,
+            include=include,
+            qpsbgd_options={"curvature_scale": args.curvature_scale},
+        )
     if not args.smoke:
         shorten_neal(methods, args, epochs=args.neal_epochs, max_batches=args.neal_batches)
     seeds = list(range(1 if args.smoke else args.seeds))

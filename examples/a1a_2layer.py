@@ -48,9 +48,10 @@ from bnn.experiments import (
     fair_grids,
     parse_experiment_args,
     run_and_write,
+    shorten_backend,
     shrink_tabular,
+    usage_error,
 )
-from bnn.experiments.cli import shorten_backend, usage_error
 from bnn.models import BinaryMLP
 
 

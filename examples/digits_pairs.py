@@ -40,6 +40,7 @@ from bnn.experiments import (
     parse_experiment_args,
     run_and_write,
     shrink_tabular,
+    usage_errors,
 )
 from bnn.models import BinaryCNN, BinaryMLP
 
@@ -153,13 +154,14 @@ def main(argv: list[str] | None = None) -> dict:
             patience=args.patience if args.patience is not None else (None if args.smoke else 10),
             max_extensions=0 if args.smoke else args.max_extensions,
         )
-        methods = build_methods(
-            grids(args.smoke),
-            backends=backends,
-            annealer=annealer,
-            include=include,
-            qpsbgd_options={"curvature_scale": "fisher"},
-        )
+        with usage_errors():  # an unknown --methods key
+            methods = build_methods(
+                grids(args.smoke),
+                backends=backends,
+                annealer=annealer,
+                include=include,
+                qpsbgd_options={"curvature_scale": "fisher"},
+            )
         out[f"{a}v{b}"] = run_and_write(
             task,
             methods,

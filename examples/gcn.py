@@ -31,6 +31,7 @@ from bnn.experiments import (
     parse_experiment_args,
     run_and_write,
     shorten_neal,
+    usage_errors,
 )
 from bnn.models import BinaryGCN
 
@@ -107,13 +108,14 @@ def main(argv: list[str] | None = None) -> dict:
             patience=patience,
             max_extensions=1 if args.smoke else args.max_extensions,
         )
-        methods = build_methods(
-            grids(args.smoke, args.curvature_scale),
-            backends=backends,
-            annealer=annealer,
-            include=include,
-            qpsbgd_options={"curvature_scale": args.curvature_scale},
-        )
+        with usage_errors():  # an unknown --methods key
+            methods = build_methods(
+                grids(args.smoke, args.curvature_scale),
+                backends=backends,
+                annealer=annealer,
+                include=include,
+                qpsbgd_options={"curvature_scale": args.curvature_scale},
+            )
         if name != "karate" and not args.smoke:
             shorten_neal(methods, args, epochs=args.neal_epochs)
         results = run_and_write(

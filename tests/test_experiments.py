@@ -435,6 +435,21 @@ def test_cli_bad_protocol_values_exit_2_with_one_line(tmp_path):
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and flag in lines[0] and "(got " in lines[0]
         assert not out.exists()
+    # an unknown --methods key is found when the methods are built: still one line, exit 2
+    for script in ("a1a_10layer.py", "digits_pairs.py"):
+        out = tmp_path / f"methods_{script}"
+        proc = subprocess.run(
+            [sys.executable, str(EXAMPLES / script), "--smoke", "--methods", "bogus"]
+            + ["--out", str(out)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "unknown method 'bogus'" in lines[0], proc.stderr
+        assert not out.exists()
 
 
 def _smoke_karate(out: Path, jobs: int) -> dict:

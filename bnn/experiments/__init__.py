@@ -63,7 +63,10 @@ from bnn.experiments.cli import (
     command_line,
     parse_experiment_args,
     run_and_write,
+    shorten_backend,
     shorten_neal,
+    usage_error,
+    usage_errors,
 )
 from bnn.experiments.harness import environment, run_experiment
 from bnn.experiments.methods import (
@@ -129,6 +132,9 @@ __all__ = [
     "annealer_settings",
     "parse_experiment_args",
     "shorten_neal",
+    "shorten_backend",
+    "usage_error",
+    "usage_errors",
     "run_and_write",
     "command_line",
     "environment",

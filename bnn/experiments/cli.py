@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -179,6 +180,16 @@ def usage_error(message: str) -> NoReturn:
     """
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+
+@contextmanager
+def usage_errors() -> Iterator[None]:
+    """Treat a ``ValueError`` raised inside as bad command-line input (:func:`usage_error`),
+    e.g. an unknown key in ``--methods`` found when the methods are built."""
+    try:
+        yield
+    except ValueError as exc:
+        usage_error(str(exc))
 
 
 def parse_experiment_args(
