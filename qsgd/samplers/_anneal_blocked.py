@@ -10,7 +10,7 @@ Metropolis sweeps, random streams and schedule:
   the block's earlier spins through the block's own couplings; after the block, one product
   ``lf += J[block, :]^T D`` (BLAS ``sgemm``, ``D`` the spin changes) brings every chain's
   fields up to date. The same arithmetic as the row-wise updates, done at matrix-product speed.
-* **free** (:func:`run_free`): no couplings (``J == 0``, e.g. QP-SBGD at curvature 0). A
+* **free** (:func:`_free_groups`, called by ``run_fast``): no couplings (``J == 0``, e.g. QP-SBGD at curvature 0). A
   spin's field is its ``h``; nothing is updated. Bit for bit the decisions of the other paths
   (their fields are ``h + 0``), at ``O(1)`` per visit.
 
@@ -29,9 +29,9 @@ import numpy as np
 from numba import njit, prange
 
 from qsgd.ising import WIDE_DENSE
-from qsgd.samplers._anneal_kernels import _lanes, _metropolis32, _numba_threads, _seed_xoshiro
+from qsgd.samplers._anneal_kernels import _metropolis32, _seed_xoshiro
 
-__all__ = ["run_blocked", "run_free", "BLOCKED_MIN_SPINS"]
+__all__ = ["run_blocked", "BLOCKED_MIN_SPINS"]
 
 #: Dense problems with at least this many spins take the blocked path (``run_fast``); below
 #: it the lane kernel's row-wise updates are as fast (64 layer problems, 20 sweeps: lanes
@@ -144,33 +144,3 @@ def _free_group(h, betas, s, seeds):  # pragma: no cover - compiled
 def _free_groups(hG, bG, sG, seedG):  # pragma: no cover - compiled
     for g in prange(sG.shape[0]):
         _free_group(hG[g], bG[g], sG[g], seedG[g])
-
-
-def run_free(
-    h: np.ndarray,
-    betas: np.ndarray,
-    spins: np.ndarray,
-    seeds: np.ndarray,
-    num_reads: int,
-    num_threads: int,
-    nl: int,
-) -> np.ndarray:
-    """Anneal independent spins (no couplings) in lane groups of ``nl`` chains."""
-    num_chains, n = spins.shape
-    num_groups = -(-num_chains // nl)
-    padded = num_groups * nl
-    problem = np.minimum(np.arange(padded) // num_reads, h.shape[0] - 1)
-    s0 = np.ones((padded, n), dtype=np.float32)
-    s0[:num_chains] = spins
-    seeds_p = np.zeros(padded, dtype=np.uint64)
-    seeds_p[:num_chains] = seeds
-    sG = _lanes(s0, num_groups, nl)
-    with _numba_threads(num_threads):
-        _free_groups(
-            _lanes(h[problem], num_groups, nl),
-            _lanes(betas[problem], num_groups, nl),
-            sG,
-            seeds_p.reshape(num_groups, nl),
-        )
-    out = sG.reshape(num_groups, n, nl).transpose(0, 2, 1).reshape(padded, n)
-    return out[:num_chains].astype(np.int8)

@@ -309,9 +309,8 @@ def run_fast(
     num_chains, n = spins.shape
     nl = lane_width(num_chains, num_threads)
     couplings = J if factor is None else (factor if factor_scale != 0 else None)
-    if not lanes_only and (couplings is None or not np.any(couplings)):
-        return _b.run_free(h, betas, spins, seeds, num_reads, num_threads, nl)
-    if not lanes_only and factor is None and n >= _b.BLOCKED_MIN_SPINS:
+    free = not lanes_only and (couplings is None or not np.any(couplings))
+    if not (free or lanes_only) and factor is None and n >= _b.BLOCKED_MIN_SPINS:
         return _b.run_blocked(h, J, betas, spins, seeds, num_reads, num_threads, refresh)
     num_groups = -(-num_chains // nl)
     padded = num_groups * nl
@@ -325,7 +324,9 @@ def run_fast(
     bG = _lanes(betas[problem], num_groups, nl)
     seedG = seeds_p.reshape(num_groups, nl)
     with _numba_threads(num_threads):
-        if factor is not None:
+        if free:
+            _b._free_groups(hG, bG, sG, seedG)
+        elif factor is not None:
             F = np.asarray(factor, dtype=np.float32)
             Ft = np.ascontiguousarray(F.T).ravel()
             cn = np.ascontiguousarray((F.astype(np.float64) ** 2).sum(axis=0), dtype=np.float32)
