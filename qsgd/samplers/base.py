@@ -143,7 +143,9 @@ class Sampler(dimod.Sampler):
             return True
         return NotImplemented
 
-    def sample_batch(self, batch: IsingBatch, *, seed: int | None = None, **parameters: Any) -> BatchResult:
+    def sample_batch(
+        self, batch: IsingBatch, *, seed: int | None = None, **parameters: Any
+    ) -> BatchResult:
         """Solve each problem of ``batch`` with :meth:`sample` (problem ``k`` seeded ``problem_seeds(seed, m)[k]``).
 
         Returns:

@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 _INSTALL_HINT = "backend 'dwave' needs dwave-system: pip install 'qsgd[dwave]'"
 
+
 def _import_dwave() -> tuple[Any, Any]:
     """``(dwave.system, minorminer.busclique)``, or BackendUnavailableError naming the extra."""
     try:

@@ -28,7 +28,9 @@ class Substitute:
             raise ConfigError(f"substitute must be 'tabu' or 'neal' (got {name!r})")
         self.name = name
         self.num_sweeps = int(num_sweeps)
-        self.sampler: dimod.Sampler = TabuSampler() if name == "tabu" else SimulatedAnnealingSampler()
+        self.sampler: dimod.Sampler = (
+            TabuSampler() if name == "tabu" else SimulatedAnnealingSampler()
+        )
 
     def kwargs(self, bqm: dimod.BinaryQuadraticModel, seed: int | None) -> dict[str, Any]:
         if self.name == "tabu":

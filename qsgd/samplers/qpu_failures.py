@@ -18,7 +18,13 @@ from qsgd.errors import (
     UnknownSolverError,
 )
 
-__all__ = ["FAILURE_KINDS", "classify_qpu_failure", "describe_failure", "service_error", "qpu_access_seconds"]
+__all__ = [
+    "FAILURE_KINDS",
+    "classify_qpu_failure",
+    "describe_failure",
+    "service_error",
+    "qpu_access_seconds",
+]
 
 #: Kinds of QPU service failures; only ``"connection"`` is ever answered by a ``fallback``.
 FAILURE_KINDS = ("connection", "authentication", "unknown_solver", "tls", "solver_failure")
