@@ -413,43 +413,30 @@ def test_paired_differences_t_interval():
     assert pairs[("qpsbgd_neal", "binaryconnect")]["ci"] is None
 
 
+def _usage_error_line(script: str, out: Path, *args: str) -> str:
+    """Run ``script --smoke ARGS --out OUT``; it must exit 2 with one stderr line, writing nothing."""
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), "--smoke", *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert not out.exists()
+    return lines[0]
+
+
 def test_cli_bad_protocol_values_exit_2_with_one_line(tmp_path):
     for flag, value in (("--patience", "0"), ("--search-fraction", "1.5"), ("--jobs", "0")):
-        out = tmp_path / flag.strip("-")
-        proc = subprocess.run(
-            [
-                sys.executable,
-                str(EXAMPLES / "a1a_10layer.py"),
-                "--smoke",
-                flag,
-                value,
-                "--out",
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=120,
-        )
-        assert proc.returncode == 2, proc.stderr
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and flag in lines[0] and "(got " in lines[0]
-        assert not out.exists()
+        line = _usage_error_line("a1a_10layer.py", tmp_path / flag.strip("-"), flag, value)
+        assert flag in line and "(got " in line
     # an unknown --methods key is found when the methods are built: still one line, exit 2
     for script in ("a1a_10layer.py", "digits_pairs.py"):
-        out = tmp_path / f"methods_{script}"
-        proc = subprocess.run(
-            [sys.executable, str(EXAMPLES / script), "--smoke", "--methods", "bogus"]
-            + ["--out", str(out)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=120,
-        )
-        assert proc.returncode == 2, proc.stderr
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and "unknown method 'bogus'" in lines[0], proc.stderr
-        assert not out.exists()
+        line = _usage_error_line(script, tmp_path / f"m_{script}", "--methods", "bogus")
+        assert "unknown method 'bogus'" in line
 
 
 def _smoke_karate(out: Path, jobs: int) -> dict:
