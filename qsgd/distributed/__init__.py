@@ -27,7 +27,8 @@ Reproducibility: the results do not depend on the scheduler or on the number of 
   problem ``k`` of a batch solved with seed ``s`` always gets the seed
   ``problem_seeds(s, m)[k]``, exactly as :func:`qsgd.samplers.registry.solve_batch` gives it,
   so the chunked, distributed solve is **bit-identical** to ``solve_batch`` in one process, for
-  any chunk size.
+  any chunk size (the energies too below :data:`qsgd.ising.WIDE_DENSE` spins; from there on
+  they are one BLAS product per chunk and may differ in the last bits).
 * Batch backends (those with their own ``sample_batch``, e.g. ``batched``) draw one random stream per
   call. A batch is cut into chunks of ``chunk_size`` problems; chunk ``c`` gets the seed
   ``problem_seeds(s, num_chunks)[c]`` (the seed itself when there is one chunk). The chunk plan
