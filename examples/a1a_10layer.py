@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
         search_fraction=args.search_fraction or 1.0,
         patience=args.patience if args.patience is not None else (None if args.smoke else 5),
         max_extensions=1 if args.smoke else args.max_extensions,
+        search_seeds=args.search_seeds,
         max_batches=3 if args.smoke else args.max_batches,
     )
     include = args.methods.split(",") if args.methods else None

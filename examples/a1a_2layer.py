@@ -371,6 +371,7 @@ def main(argv: list[str] | None = None) -> dict:
         search_fraction=args.search_fraction or 1.0,
         patience=args.patience if args.patience is not None else (None if args.smoke else 5),
         max_extensions=0 if args.smoke else args.max_extensions,
+        search_seeds=args.search_seeds,
     )
     include = args.methods.split(",") if args.methods else None
     sm_backends = args.sign_match_backend or ["neal"]

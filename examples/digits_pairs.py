@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
             search_fraction=args.search_fraction or 1.0,
             patience=args.patience if args.patience is not None else (None if args.smoke else 10),
             max_extensions=0 if args.smoke else args.max_extensions,
+            search_seeds=args.search_seeds,
         )
         with usage_errors():  # an unknown --methods key
             methods = build_methods(

@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
             search_fraction=args.search_fraction or 1.0,
             patience=patience,
             max_extensions=1 if args.smoke else args.max_extensions,
+            search_seeds=args.search_seeds,
         )
         with usage_errors():  # an unknown --methods key
             methods = build_methods(

@@ -465,6 +465,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         steps = 20 if args.smoke else args.steps
         if steps < 2:
             raise ValueError(f"--steps must be >= 2 (got {steps})")
+        if args.search_seeds != 1:
+            raise ValueError(
+                f"--search-seeds does not apply here (got {args.search_seeds}); "
+                "rosenbrock.py searches over --search-starts starting points"
+            )
         if args.search_starts is not None and args.search_starts < 1:
             raise ValueError(f"--search-starts must be a positive int (got {args.search_starts})")
     except ValueError as exc:

@@ -355,6 +355,39 @@ def test_search_extends_an_edge_axis_until_the_choice_is_interior(monkeypatch):
     assert len(keys) == len(set(keys)) == len(info["axes"]["lr"]) * len(info["axes"]["curvature"])
 
 
+def test_search_seeds_score_a_setting_by_the_mean_of_its_runs(monkeypatch):
+    # seed 1000 favours lr 0.1 by a little, seed 1001 favours lr 0.01 by a lot: one search run
+    # picks 0.1, the mean of two picks 0.01
+    val = {(1000, 0.01): 0.70, (1000, 0.1): 0.72, (1001, 0.01): 0.80, (1001, 0.1): 0.60}
+    calls = []
+
+    def fake(task, method, hp, seed, epochs=None):
+        calls.append((seed, hp["lr"]))
+        acc = val[(seed, hp["lr"])]
+        return {
+            "seed": seed,
+            "val_accuracy": acc,
+            "val_loss": 1 - acc,
+            "best_epoch": 1,
+            "epochs_run": 2,
+            "wall_time": 0.5,
+        }
+
+    monkeypatch.setattr(experiments.runs, "train_once", fake)
+    m = Method("b", "b", "binaryconnect", grid=[{"lr": 0.01}, {"lr": 0.1}])
+    one = Task("t", None, lambda d, b: None, epochs=2)
+    assert search(one, m, seed=1000)[0] == {"lr": 0.1}
+    two = Task("t", None, lambda d, b: None, epochs=2, search_seeds=2)
+    chosen, trials, _ = search(two, m, seed=1000)
+    assert chosen == {"lr": 0.01}
+    assert trials[0]["val_accuracy"] == pytest.approx(0.75)
+    assert [r["seed"] for r in trials[0]["runs"]] == [1000, 1001]
+    assert trials[0]["epochs_run"] == 4 and trials[0]["wall_time"] == pytest.approx(1.0)
+    assert "runs" not in search(one, m, seed=1000)[1][0]  # one seed: the record as before
+    with pytest.raises(ValueError, match=r"search_seeds must be a positive int \(got 0\)"):
+        Task("t", None, lambda d, b: None, epochs=2, search_seeds=0)
+
+
 def test_search_records_an_edge_left_by_the_extension_bound_and_hard_bounds(monkeypatch):
     monkeypatch.setattr(experiments.runs, "train_once", _fake_train({"lr": 10.0}))
     task = Task("t", None, lambda d, b: None, epochs=2, max_extensions=1)
@@ -430,7 +463,12 @@ def _usage_error_line(script: str, out: Path, *args: str) -> str:
 
 
 def test_cli_bad_protocol_values_exit_2_with_one_line(tmp_path):
-    for flag, value in (("--patience", "0"), ("--search-fraction", "1.5"), ("--jobs", "0")):
+    for flag, value in (
+        ("--patience", "0"),
+        ("--search-fraction", "1.5"),
+        ("--jobs", "0"),
+        ("--search-seeds", "0"),
+    ):
         line = _usage_error_line("a1a_10layer.py", tmp_path / flag.strip("-"), flag, value)
         assert flag in line and "(got " in line
     # an unknown --methods key is found when the methods are built: still one line, exit 2

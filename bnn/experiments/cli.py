@@ -27,7 +27,8 @@ def add_common_arguments(
     ``--backend NAME`` (repeatable; the QP-SBGD columns), ``--annealer-config FILE`` (TOML
     with an ``[annealer]`` table: its backend and run settings), ``--num-reads``,
     ``--num-sweeps``, ``--methods`` (comma-separated keys), ``--threads`` (torch and numba),
-    ``--jobs`` (worker processes), ``--patience``, ``--search-fraction``, ``--max-extensions``,
+    ``--jobs`` (worker processes), ``--patience``, ``--search-fraction``, ``--search-seeds``,
+    ``--max-extensions``,
     ``--resume-dir`` (the trial store, :mod:`bnn.trial_store`).
     """
     parser.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1)")
@@ -67,6 +68,13 @@ def add_common_arguments(
         type=float,
         default=None,
         help="search runs last this fraction of the final epochs, for every method",
+    )
+    parser.add_argument(
+        "--search-seeds",
+        type=int,
+        default=1,
+        help="search runs per setting (seeds 1000, 1001, ...), scored by their mean validation "
+        "accuracy, for every method",
     )
     parser.add_argument(
         "--max-extensions",
@@ -117,10 +125,10 @@ def annealer_settings(
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be a positive int (got {args.seeds})")
-    for flag in ("threads", "jobs", "patience"):
+    for flag in ("threads", "jobs", "patience", "search_seeds"):
         value = getattr(args, flag, None)
         if value is not None and value < 1:
-            raise ValueError(f"--{flag} must be a positive int (got {value})")
+            raise ValueError(f"--{flag.replace('_', '-')} must be a positive int (got {value})")
     frac = getattr(args, "search_fraction", None)
     if frac is not None and not 0 < frac <= 1:
         raise ValueError(f"--search-fraction must be in (0, 1] (got {frac})")

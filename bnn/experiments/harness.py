@@ -205,6 +205,7 @@ def _document(
             "max_batches_per_epoch": task.max_batches,
             "seeds": list(seeds),
             "search_seed": search_seed,
+            **({"search_seeds": task.search_seeds} if task.search_seeds > 1 else {}),
             "search_epochs": task.search_epoch_count(),
             "search_fraction": task.search_fraction if task.search_epochs is None else None,
             "patience": task.patience,

@@ -142,6 +142,9 @@ class Task:
             epoch either way.
         max_extensions: How many times the search may extend its grid at an edge.
         max_batches: Cap on mini-batches per epoch (None: all).
+        search_seeds: Search runs per setting (seeds ``search_seed + k``); a setting's score
+            is the mean of their validation scores (one run is a noisy selector where the
+            settings' differences are below one run's spread).
     """
 
     name: str
@@ -154,8 +157,15 @@ class Task:
     patience: int | None = None
     max_extensions: int = 3
     max_batches: int | None = None
+    search_seeds: int = 1
 
     def __post_init__(self) -> None:
+        if (
+            isinstance(self.search_seeds, bool)
+            or not isinstance(self.search_seeds, int)
+            or self.search_seeds < 1
+        ):
+            raise ValueError(f"search_seeds must be a positive int (got {self.search_seeds!r})")
         if not 0 < self.search_fraction <= 1:
             raise ValueError(f"search_fraction must be in (0, 1] (got {self.search_fraction!r})")
         if self.patience is not None and (

@@ -285,6 +285,30 @@ def _edges(axes: Mapping[str, list[float]], chosen: Mapping[str, Any]) -> list[t
     return out
 
 
+def _trial(hp: Mapping[str, Any], recs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One search setting's record: its run's figures, or with several search seeds the mean
+    validation accuracy and loss (the score), summed epochs and wall time, and each run."""
+    keys = ("val_accuracy", "val_loss", "best_epoch", "epochs_run", "wall_time")
+    if len(recs) == 1:
+        return {"hparams": dict(hp), **{k: recs[0][k] for k in keys}}
+    return {
+        "hparams": dict(hp),
+        "val_accuracy": _mean([r["val_accuracy"] for r in recs]),
+        "val_loss": _mean([r["val_loss"] for r in recs]),
+        "best_epoch": _mean([r["best_epoch"] for r in recs]),
+        "epochs_run": sum(r["epochs_run"] for r in recs),
+        "wall_time": sum(r["wall_time"] for r in recs),
+        "runs": [{"seed": r["seed"], **{k: r[k] for k in keys}} for r in recs],
+    }
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    """Mean of finite values; None (a failed score) if any is missing or not finite."""
+    if any(v is None or not math.isfinite(v) for v in values):
+        return None
+    return float(sum(values) / len(values))
+
+
 def _hp_key(hp: Mapping[str, Any]) -> tuple:
     return tuple(sorted(hp.items()))
 
@@ -292,8 +316,9 @@ def _hp_key(hp: Mapping[str, Any]) -> tuple:
 def search(
     task: Task, method: Method, *, seed: int, epochs: int | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
-    """Try every setting once (search seed, ``task.search_epoch_count()`` epochs, early
-    stopping as the final runs); pick the best validation score at the best epoch.
+    """Try every setting (``task.search_seeds`` runs from the search seed on,
+    ``task.search_epoch_count()`` epochs, early stopping as the final runs); pick the best
+    validation score at the best epoch (the mean over the runs of a setting).
 
     With ``method.axes`` an axis whose chosen value is the first or last of its values is
     extended by one value in that direction (the ratio of its two outermost values; within
@@ -319,23 +344,15 @@ def search(
     )
     trials: list[dict[str, Any]] = []
     tried: set[tuple] = set()
+    n_seeds = task.search_seeds
 
     def run(points: Sequence[Mapping[str, Any]]) -> None:
         for hp in points:
             if _hp_key(hp) in tried:
                 continue
             tried.add(_hp_key(hp))
-            rec = train_once(task, method, hp, seed, epochs=epochs)
-            trials.append(
-                {
-                    "hparams": dict(hp),
-                    "val_accuracy": rec["val_accuracy"],
-                    "val_loss": rec["val_loss"],
-                    "best_epoch": rec["best_epoch"],
-                    "epochs_run": rec["epochs_run"],
-                    "wall_time": rec["wall_time"],
-                }
-            )
+            recs = [train_once(task, method, hp, seed + k, epochs=epochs) for k in range(n_seeds)]
+            trials.append(_trial(hp, recs))
 
     run(method.grid)
     axes = {k: list(v) for k, v in (method.axes or {}).items()}
