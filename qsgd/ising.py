@@ -162,7 +162,8 @@ def ising_energies(
         raise ProblemError(f"spins must have shape (m, n) or (m, reads, n) (got shape {s.shape})")
     n = h.shape[-1]
     s3 = s.reshape(s.shape[0], -1, s.shape[-1])  # (m, reads, n)
-    lin = np.einsum("mrn,mn->mr", s3.astype(np.float64), np.asarray(h, dtype=np.float64))
+    s64 = s3.astype(np.float64)
+    lin = np.einsum("mrn,mn->mr", s64, np.asarray(h, dtype=np.float64))
     # below WIDE_DENSE spins: one matrix product per problem (a stacked matmul), so a problem's
     # energies do not depend on which other problems share the call (chunked and distributed
     # solves give the same bits as a local one); from WIDE_DENSE spins one gemm for all reads,
@@ -175,11 +176,11 @@ def ising_energies(
         if n >= WIDE_DENSE:
             u = _gemm(s3.reshape(-1, n), F.T).reshape(*s3.shape[:2], -1)
         else:
-            u = s3.astype(np.float64) @ F.T  # (m, reads, r)
+            u = s64 @ F.T  # (m, reads, r)
         quad = 0.5 * float(factor_scale) * (np.einsum("mcr,mcr->mc", u, u) - float(np.sum(F * F)))
     else:
         work = np.float32 if np.asarray(J).dtype == np.float32 else np.float64
-        sf = s3.astype(work)
+        sf = s64 if work is np.float64 else s3.astype(work)
         if n >= WIDE_DENSE:  # one gemm: J is read once, not once per problem
             # J is symmetric: J.T is the same matrix, already in Fortran order for BLAS
             field = _gemm(sf.reshape(-1, n), np.asarray(J, dtype=work).T).reshape(sf.shape)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import math
 import os
 
 import dimod
@@ -198,6 +199,45 @@ def test_default_beta_range():
     assert np.allclose(default_beta_range(scaled), br / 10)
     zero = IsingBatch.from_arrays(np.zeros((1, 3)), np.zeros((3, 3)))
     assert np.array_equal(default_beta_range(zero), [[1.0, 1.0]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_default_beta_range_is_its_documented_formula(dtype):
+    """The fast form (max/min of s^2, then one sqrt) gives the bits of the formula in the
+    docstring: s = sqrt(h^2 + sum_j J_ij^2), hot ln 2 / (2 max s), cold ln 100 / (2 min s / sqrt n)
+    over spins with s > 0."""
+    rng = np.random.default_rng(3)
+    m, n = 6, 40
+    h = rng.normal(size=(m, n)).astype(dtype)
+    J = np.triu(rng.normal(size=(n, n)), 1).astype(dtype)
+    J = J + J.T
+    J[2, :] = J[:, 2] = 0
+    h[:, 2] = 0  # spin 2 has no field: ignored by the cold end
+    h[1, 5:9] = 0
+    batch = IsingBatch(h=h, J=J, offset=np.zeros(m))
+    s = np.sqrt(h**2 + np.einsum("ij,ij->i", J, J)[None, :])
+    hot = math.log(2.0) / (2.0 * s.max(axis=1))  # python floats: computed in h's precision
+    cold = math.log(100.0) / (2.0 * (np.where(s > 0, s, np.inf).min(axis=1) / math.sqrt(n)))
+    br = default_beta_range(batch)
+    assert np.array_equal(br[:, 0], hot.astype(np.float64))
+    assert np.array_equal(br[:, 1], np.maximum(cold, hot).astype(np.float64))
+
+
+@pytest.mark.parametrize("rows,n", [(1, 2), (3, 5), (7, 1), (128, 128), (2, 3703)])
+def test_random_initial_spins_are_numpys_integers(rows, n):
+    """The raw-word draw of the starting spins equals ``2 * rng.integers(0, 2) - 1`` and leaves
+    the generator where ``integers`` leaves it (the kernels' seeds are drawn next), for odd
+    sizes (which take ``integers`` itself) too."""
+    from qsgd.samplers.batched import _random_spins, _raw_bits_match
+
+    assert _raw_bits_match()  # numpy's draw is what _random_spins assumes, on this platform
+    for seed in range(5):
+        a, b = (np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed))) for _ in "ab")
+        got = _random_spins(a, rows, n)
+        want = 2 * b.integers(0, 2, size=(rows, n)) - 1
+        assert got.dtype == np.int8 and got.flags.c_contiguous and np.array_equal(got, want)
+        after = (g.integers(0, 2**64, size=4, dtype=np.uint64) for g in (a, b))
+        assert np.array_equal(*after)
 
 
 def test_sampler_api_and_parameters_in_sync(sampler):
