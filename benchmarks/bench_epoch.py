@@ -255,13 +255,14 @@ def measure(work: Workload, *, steps: int, repeats: int) -> dict[str, Any]:
     }
 
 
-def set_threads(numba_threads: int = 1) -> dict[str, int]:
-    """One torch thread and ``numba_threads`` numba threads (torch's count restored after numba's)."""
+def set_threads(numba_threads: int = 1, torch_threads: int = 1) -> dict[str, int]:
+    """``torch_threads`` torch threads (both optimisers) and ``numba_threads`` numba threads
+    (torch's count restored after numba's)."""
     import numba
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(torch_threads)
     numba.set_num_threads(max(1, min(numba_threads, numba.config.NUMBA_NUM_THREADS)))
-    torch.set_num_threads(1)
+    torch.set_num_threads(torch_threads)
     return {"torch": torch.get_num_threads(), "numba": numba.get_num_threads()}
 
 
@@ -281,14 +282,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="chains start from sign(-h) (not the experiments')",
     )
     p.add_argument(
-        "--numba-threads", type=int, default=1, help="annealer (numba) threads; torch uses one"
+        "--numba-threads", type=int, default=1, help="annealer (numba and BLAS) threads"
+    )
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch threads of both optimisers (default 1: one thread each)",
     )
     args = p.parse_args(argv)
+    if args.numba_threads < 1 or args.torch_threads < 1:
+        p.error("--numba-threads and --torch-threads must be positive ints")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     bad = [t for t in tasks if t not in TASKS]
     if bad:
         p.error(f"--tasks: unknown task {bad[0]!r}; known: {', '.join(TASKS)}")
-    threads = set_threads(args.numba_threads)
+    threads = set_threads(args.numba_threads, args.torch_threads)
     record: dict[str, Any] = {"bench": "epoch"}
     for task in tasks:
         work = make_workload(
