@@ -9,8 +9,11 @@ stopping, fixed threads), on a validation split carved from ``a1a`` and test acc
 
 Run::
 
-    python examples/a1a_10layer.py --seeds 5 --epochs 25 --patience 5 --threads 1 --out results/a1a_10layer
-    python examples/a1a_10layer.py --smoke --out /tmp/smoke      # seconds, for CI
+    python examples/a1a_10layer.py --seeds 5 --epochs 25 --patience 5 --threads 1 --out results/a1a_10layer --overwrite
+    python examples/a1a_10layer.py --smoke    # seconds, for CI; writes runs/a1a_10layer/
+
+Results go to ``--out`` (default ``runs/a1a_10layer``); an existing ``a1a_10layer.{json,md,png}``
+there is refused before any training unless ``--overwrite`` is given.
 
 QP-SBGD on ``neal`` (``--backend neal``; one dimod call per problem) is far slower than the
 batched annealer on this model; ``--neal-seeds``/``--neal-epochs``/``--neal-batches`` run it on a reduced protocol,
@@ -26,6 +29,7 @@ from bnn.experiments import (
     Task,
     add_common_arguments,
     build_methods,
+    check_outputs,
     command_line,
     fair_grids,
     parse_experiment_args,
@@ -62,7 +66,7 @@ def grids(smoke: bool, curvature_scale: str = "fisher") -> dict[str, dict[str, l
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser, default_backends=["batched"])
+    add_common_arguments(parser, default_backends=["batched"], default_out="runs/a1a_10layer")
     parser.add_argument(
         "--curvature-scale",
         choices=["fisher", "unit"],
@@ -82,6 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     args, backends, annealer = parse_experiment_args(
         parser, argv, {"num_reads": 1, "num_sweeps": 10}
     )
+    check_outputs(args.out, ["a1a_10layer"], args.overwrite)
     kwargs = {"root": args.data_root} if args.data_root else {}
     ds = get_dataset("a1a", features="all", val_fraction=0.1, seed=0, **kwargs)
     if args.smoke:

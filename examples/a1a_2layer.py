@@ -26,8 +26,13 @@ setting with sign matching and packed QPU calls is one command of its own::
 
 Run::
 
-    python examples/a1a_2layer.py --seeds 5 --epochs 12 --patience 4 --search-fraction 0.5 --threads 1 --jobs 1 --out results/a1a_2layer
-    python examples/a1a_2layer.py --smoke --out /tmp/smoke
+    python examples/a1a_2layer.py --seeds 5 --epochs 12 --patience 4 --search-fraction 0.5 --threads 1 --jobs 1 --out results/a1a_2layer --overwrite
+    python examples/a1a_2layer.py --smoke           # seconds; writes runs/a1a_2layer/a1a_2layer.*
+
+Results go to ``--out`` (default ``runs/a1a_2layer``): ``a1a_2layer.{json,md,png}``, or with
+``--diagnose`` ``a1a_2layer_diagnosis.json``, or with ``--audit-sign-match STEPS``
+``a1a_2layer_sign_match_audit_<reads>reads_<decode>.json``. An existing one is refused before
+any training unless ``--overwrite`` is given.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from bnn.experiments import (
     Task,
     add_common_arguments,
     build_methods,
+    check_outputs,
     command_line,
     fair_grids,
     parse_experiment_args,
@@ -273,17 +279,37 @@ def audit_sign_match(
     }
 
 
-def _write_json(out_dir: str, name: str, data: dict) -> None:
-    """``data`` as ``OUT_DIR/NAME.json``; names the file on stderr."""
+def audit_name(annealer: dict, decode: str) -> str:
+    """The stem of ``--audit-sign-match``'s JSON (``decode``: ``mismatch`` or ``energy``).
+
+    Example:
+        >>> audit_name({"num_reads": 10}, "mismatch")
+        'a1a_2layer_sign_match_audit_10reads_mismatch'
+    """
+    reads = annealer.get("num_reads")
+    suffix = "_mismatch" if decode == "mismatch" else "_energy"
+    return f"a1a_2layer_sign_match_audit_{reads}reads{suffix}"
+
+
+def _write_json(out_dir: str, name: str, data: dict, *, overwrite: bool) -> None:
+    """``data`` as ``OUT_DIR/NAME.json``, written atomically; names the file on stderr.
+
+    Raises:
+        FileExistsError: the file exists and ``overwrite`` is false (main checks first).
+    """
+    from bnn.checkpoint import atomic_write_bytes
+
     path = Path(out_dir) / f"{name}.json"
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1) + "\n")
+    atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
     print(f"wrote {path}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser, default_backends=["neal", "exact"])
+    add_common_arguments(parser, default_backends=["neal", "exact"], default_out="runs/a1a_2layer")
     parser.add_argument(
         "--sign-match-backend",
         action="append",
@@ -330,14 +356,25 @@ def main(argv: list[str] | None = None) -> dict:
     args, backends, annealer = parse_experiment_args(
         parser, argv, {"num_reads": 10, "num_sweeps": 100}
     )
+    if args.audit_sign_match is not None and args.audit_sign_match < 1:
+        usage_error(f"--audit-sign-match must be >= 1 (got {args.audit_sign_match})")
+    if args.audit_sign_match is not None:
+        check_outputs(
+            args.out,
+            [audit_name(annealer, args.sign_match_decode)],
+            args.overwrite,
+            suffixes=["json"],
+        )
+    elif args.diagnose:
+        check_outputs(args.out, ["a1a_2layer_diagnosis"], args.overwrite, suffixes=["json"])
+    else:
+        check_outputs(args.out, ["a1a_2layer"], args.overwrite)
     kwargs = {"root": args.data_root} if args.data_root else {}
     ds = get_dataset("a1a", features=list(A1A_PAPER_FEATURES), val_fraction=0.1, seed=0, **kwargs)
     if args.smoke:
         ds = shrink_tabular(ds, train=60, val=64, test=256)
     epochs = 1 if args.smoke else args.epochs
     if args.audit_sign_match is not None:
-        if args.audit_sign_match < 1:
-            usage_error(f"--audit-sign-match must be >= 1 (got {args.audit_sign_match})")
         out = audit_sign_match(
             ds,
             annealer,
@@ -347,11 +384,10 @@ def main(argv: list[str] | None = None) -> dict:
             args.sign_match_decode,
         )
         out["command"] = command_line("examples/a1a_2layer.py", argv)
-        reads = annealer.get("num_reads")
-        name = f"a1a_2layer_sign_match_audit_{reads}reads"
-        name += "_mismatch" if args.sign_match_decode == "mismatch" else "_energy"
         print(json.dumps(out["layers"], indent=1))
-        _write_json(args.out, name, out)
+        _write_json(
+            args.out, audit_name(annealer, args.sign_match_decode), out, overwrite=args.overwrite
+        )
         return out
     if args.diagnose:
         out = {
@@ -360,7 +396,7 @@ def main(argv: list[str] | None = None) -> dict:
             "majority_rate_test": float((ds.y_test == 0).float().mean()),
             "runs": diagnose(ds, 1 if args.smoke else args.seeds, epochs),
         }
-        _write_json(args.out, "a1a_2layer_diagnosis", out)
+        _write_json(args.out, "a1a_2layer_diagnosis", out, overwrite=args.overwrite)
         return out
     task = Task(
         "a1a_2layer",

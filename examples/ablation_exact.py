@@ -37,8 +37,12 @@ differences of test accuracy (each arm minus exact) with a 95 % t-interval.
 
 Run::
 
-    python examples/ablation_exact.py --seeds 5 --epochs 20 --patience 5 --search-fraction 0.5 --threads 1 --out results/ablation_exact
-    python examples/ablation_exact.py --smoke --out /tmp/smoke
+    python examples/ablation_exact.py --seeds 5 --epochs 20 --patience 5 --search-fraction 0.5 --threads 1 --out results/ablation_exact --overwrite
+    python examples/ablation_exact.py --smoke       # seconds; writes runs/ablation_exact/
+
+Results go to ``--out`` (default ``runs/ablation_exact``); an existing
+``ablation_exact.{json,md,png}`` there is refused before any training unless ``--overwrite``
+is given.
 """
 
 from __future__ import annotations
@@ -58,10 +62,12 @@ from bnn.data import get_dataset
 from bnn.experiments import (
     Method,
     Task,
+    check_outputs,
     command_line,
     environment,
     fix_threads,
     mean_std,
+    save_figure,
     search,
     shrink_tabular,
     t_interval,
@@ -326,7 +332,7 @@ def plot(results: Mapping[str, Any], path: Path) -> Path:
     axes[0][0].legend(fontsize=7)
     fig.suptitle("QP-SBGD with annealers vs the exact optimum (digits, 10 classes)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    path = save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -418,7 +424,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch/numba threads")
     parser.add_argument("--smoke", action="store_true", help="tiny run (seconds)")
-    parser.add_argument("--out", default="results/ablation_exact", help="output folder")
+    parser.add_argument(
+        "--out", default="runs/ablation_exact", help="output folder (default runs/ablation_exact)"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace result files that already exist in --out",
+    )
     args = parser.parse_args(argv)
     try:
         sweeps = _ints(args.sweeps, "--sweeps")
@@ -443,6 +456,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    check_outputs(args.out, ["ablation_exact"], args.overwrite)
     threads = fix_threads(args.threads)
     seeds = list(range(1 if args.smoke else args.seeds))
     epochs = 2 if args.smoke else args.epochs
@@ -518,7 +532,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     results["table"] = table(results)
     out = Path(args.out)
-    paths = write_results(results, out, "ablation_exact")
+    paths = write_results(results, out, "ablation_exact", overwrite=args.overwrite)
     paths["png"] = plot(results, out / "ablation_exact.png")
     print(results["table"])
     print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)

@@ -21,9 +21,12 @@ epoch with early stopping, fixed threads); it writes ``digits_<a>v<b>.{json,md,p
 
 Run::
 
-    python examples/digits_pairs.py --seeds 5 --epochs 50 --patience 10 --threads 1 --out results/digits
-    python examples/digits_pairs.py --model conv --seeds 5 --epochs 40 --patience 10 --threads 1 --out results/digits
-    python examples/digits_pairs.py --smoke --out /tmp/smoke
+    python examples/digits_pairs.py --seeds 5 --epochs 50 --patience 10 --threads 1 --out results/digits --overwrite
+    python examples/digits_pairs.py --model conv --seeds 5 --epochs 40 --patience 10 --threads 1 --out results/digits --overwrite
+    python examples/digits_pairs.py --smoke         # seconds; writes runs/digits/digits_0v2.*
+
+Results go to ``--out`` (default ``runs/digits``); an existing result file of a pair there is
+refused before any training unless ``--overwrite`` is given.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from bnn.experiments import (
     Task,
     add_common_arguments,
     build_methods,
+    check_outputs,
     command_line,
     fair_grids,
     parse_experiment_args,
@@ -98,7 +102,7 @@ def _check(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser, default_backends=["batched"])
+    add_common_arguments(parser, default_backends=["batched"], default_out="runs/digits")
     parser.add_argument(
         "--pairs", default="0/2,1/2,1/7", help="comma-separated digit pairs (default: the paper's)"
     )
@@ -125,6 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
     channels = (2, 4) if args.smoke else _channels(args.channels)
     conv = args.model == "conv"
     prefix = "digits_conv" if conv else "digits"
+    check_outputs(args.out, [f"{prefix}_{a}v{b}" for a, b in pairs], args.overwrite)
     if conv:
         c1, c2 = channels
         arch = f"binary conv net BinaryCNN (channels {c1},{c2})"

@@ -9,8 +9,11 @@ selection and test accuracy at the best-validation epoch with early stopping, fi
 
 Run::
 
-    python examples/gcn.py --datasets karate --seeds 5 --epochs 200 --threads 1 --out results/gcn
-    python examples/gcn.py --smoke --out /tmp/smoke
+    python examples/gcn.py --datasets karate --seeds 5 --epochs 200 --threads 1 --out results/gcn --overwrite
+    python examples/gcn.py --smoke                  # seconds; writes runs/gcn/gcn_karate.*
+
+Results go to ``--out`` (default ``runs/gcn``); an existing ``gcn_<dataset>.{json,md,png}``
+there is refused before any training unless ``--overwrite`` is given.
 
 QP-SBGD on ``neal`` solves one dimod problem per neuron (64 problems of 1433 spins per step on
 Cora's first layer); ``--neal-seeds``/``--neal-epochs`` run it on a reduced protocol on the
@@ -26,6 +29,7 @@ from bnn.experiments import (
     Task,
     add_common_arguments,
     build_methods,
+    check_outputs,
     command_line,
     fair_grids,
     parse_experiment_args,
@@ -70,7 +74,7 @@ def load(name: str, root: str | None) -> object:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser, default_backends=["neal", "batched"])
+    add_common_arguments(parser, default_backends=["neal", "batched"], default_out="runs/gcn")
     parser.add_argument(
         "--curvature-scale",
         choices=["fisher", "unit"],
@@ -90,6 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = [d for d in names if d not in DATASETS]
     if unknown:
         parser.error(f"--datasets: unknown dataset {unknown[0]!r}; known: {', '.join(DATASETS)}")
+    check_outputs(args.out, [f"gcn_{name}" for name in names], args.overwrite)
     patience = None if args.patience is None and args.smoke else (args.patience or 50)
     include = args.methods.split(",") if args.methods else None
     seeds = list(range(1 if args.smoke else args.seeds))

@@ -36,8 +36,11 @@ mean, std, 95 % t-interval, and the number of starts where QP-SBGD ends lower).
 
 Run::
 
-    python examples/rosenbrock.py --seeds 10 --search-starts 5 --out results/rosenbrock
-    python examples/rosenbrock.py --smoke --out /tmp/smoke
+    python examples/rosenbrock.py --seeds 10 --search-starts 5 --out results/rosenbrock --overwrite
+    python examples/rosenbrock.py --smoke           # seconds; writes runs/rosenbrock/rosenbrock.*
+
+Results go to ``--out`` (default ``runs/rosenbrock``); an existing ``rosenbrock.{json,md,png}``
+there is refused before any run unless ``--overwrite`` is given.
 """
 
 from __future__ import annotations
@@ -54,9 +57,11 @@ import numpy as np
 from bnn.experiments import (
     add_common_arguments,
     annealer_settings,
+    check_outputs,
     command_line,
     environment,
     mean_std,
+    save_figure,
     t_interval,
     write_results,
 )
@@ -431,7 +436,7 @@ def plot(results: dict[str, Any], path: Path) -> Path:
         ax.set_title(f"Rosenbrock, n = {n}")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    path = save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -447,7 +452,7 @@ BASELINES: tuple[tuple[str, str, Callable[..., np.ndarray]], ...] = (
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser, default_backends=["neal", "exact"])
+    add_common_arguments(parser, default_backends=["neal", "exact"], default_out="runs/rosenbrock")
     parser.add_argument("--dims", default="2,10", help="comma-separated dimensions n")
     parser.add_argument("--steps", type=int, default=500, help="step budget per run")
     parser.add_argument(
@@ -475,6 +480,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    check_outputs(args.out, ["rosenbrock"], args.overwrite)
     seeds = list(range(2 if args.smoke else args.seeds))
     n_search = 2 if args.smoke else (args.search_starts or len(seeds))
     search_seeds = [1000 + s for s in range(n_search)]
@@ -532,7 +538,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     # "methods" stays empty: summarize_results gathers accuracy tables, this file has none
-    paths = write_results({**results, "methods": {}}, out, "rosenbrock")
+    paths = write_results({**results, "methods": {}}, out, "rosenbrock", overwrite=args.overwrite)
     paths["png"] = plot(results, out / "rosenbrock.png")
     print(results["table"])
     print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import math
@@ -26,6 +27,7 @@ from bnn.experiments import (
     mean_std,
     numbers_only,
     paired_differences,
+    run_and_write,
     run_experiment,
     search,
     shrink_tabular,
@@ -159,9 +161,12 @@ def test_shrink_tabular_and_bad_size():
 
 
 def test_annealer_settings_precedence(tmp_path):
-    import argparse
-
-    parser = add_common_arguments(argparse.ArgumentParser(), default_backends=["neal"])
+    parser = add_common_arguments(
+        argparse.ArgumentParser(), default_backends=["neal"], default_out="runs/x"
+    )
+    defaults = parser.parse_args([])
+    assert (defaults.out, defaults.overwrite) == ("runs/x", False)
+    assert parser.parse_args(["--overwrite"]).overwrite is True
     cfg = tmp_path / "a.toml"
     cfg.write_text('[annealer]\nbackend = "steepest"\nnum_reads = 3\nseed = 5\n')
     backends, settings = annealer_settings(
@@ -271,7 +276,7 @@ def test_rosenbrock_qpsbgd_direction_is_the_brute_force_minimiser():
 
 
 # --------------------------------------------------------------------- scripts end to end
-def test_rosenbrock_script_smoke(tmp_path):
+def test_rosenbrock_script_smoke(tmp_path, capsys):
     res = _load("rosenbrock").main(
         ["--smoke", "--out", str(tmp_path), "--backend", "exact", "--dims", "2,4"]
     )
@@ -289,6 +294,34 @@ def test_rosenbrock_script_smoke(tmp_path):
         assert {p["baseline"] for p in prob["paired"]} == set(prob["methods"]) - {"qpsbgd_exact"}
     for suffix in ("json", "md", "png"):
         assert (tmp_path / f"rosenbrock.{suffix}").stat().st_size > 0
+    # the same command again is refused; with --overwrite it replaces the files
+    argv = ["--smoke", "--out", str(tmp_path), "--backend", "exact", "--dims", "2"]
+    _assert_refused(_load("rosenbrock").main, argv, tmp_path, "rosenbrock", capsys)
+    _assert_overwritten(_load("rosenbrock").main, argv, tmp_path, "rosenbrock")
+    assert set(json.loads((tmp_path / "rosenbrock.json").read_text())["problems"]) == {"2"}
+
+
+def _assert_refused(main, argv, out: Path, stem: str, capsys) -> None:
+    """``main(argv)`` into ``out``, which holds ``STEM.json`` (and maybe ``.md``, ``.png``):
+    exit 2 with one stderr line naming the JSON and --overwrite, every file left byte for byte."""
+    files = {p: p.read_bytes() for p in out.glob(f"{stem}.*")}
+    assert out / f"{stem}.json" in files
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {out / stem}.json already exists; pass --overwrite to replace it"]
+    assert {p: p.read_bytes() for p in out.glob(f"{stem}.*")} == files
+
+
+def _assert_overwritten(main, argv, out: Path, stem: str) -> None:
+    """``main(argv + ["--overwrite"])`` replaces ``STEM.json`` (a stale stand-in put there first)
+    and records ``--overwrite`` in its command."""
+    (out / f"{stem}.json").write_text("stale\n")
+    main([*argv, "--overwrite"])
+    data = json.loads((out / f"{stem}.json").read_text())
+    assert data["extra"]["command"].endswith(" --overwrite")
 
 
 @pytest.mark.parametrize(
@@ -299,8 +332,9 @@ def test_rosenbrock_script_smoke(tmp_path):
         ("digits_pairs", "digits_0v2", ["batched"]),
     ],
 )
-def test_bnn_scripts_smoke(tmp_path, script, stem, backends):
-    _load(script).main(["--smoke", "--out", str(tmp_path)])
+def test_bnn_scripts_smoke(tmp_path, script, stem, backends, capsys):
+    main = _load(script).main
+    main(["--smoke", "--out", str(tmp_path)])
     data = json.loads((tmp_path / f"{stem}.json").read_text())
     expected = [f"qpsbgd_{b}" for b in backends] + ["qpsbgd_batched_c0"]
     expected += ["binaryconnect", "signsgd", "proxquant", "bop", "full_precision"]
@@ -318,6 +352,92 @@ def test_bnn_scripts_smoke(tmp_path, script, stem, backends):
     table = (tmp_path / f"{stem}.md").read_text()
     assert "QP-SBGD (batched)" in table and "full precision" in table
     assert (tmp_path / f"{stem}.png").stat().st_size > 0
+    # the same command again is refused before any training, every file left as it was
+    _assert_refused(main, ["--smoke", "--out", str(tmp_path)], tmp_path, stem, capsys)
+    if script == "gcn":  # the cheapest: --overwrite replaces the files
+        _assert_overwritten(main, ["--smoke", "--out", str(tmp_path)], tmp_path, stem)
+
+
+SCRIPT_OUTPUTS = [
+    ("gcn", "runs/gcn", ["gcn_karate"]),
+    ("digits_pairs", "runs/digits", ["digits_0v2"]),
+    ("a1a_10layer", "runs/a1a_10layer", ["a1a_10layer"]),
+    ("a1a_2layer", "runs/a1a_2layer", ["a1a_2layer"]),
+    ("rosenbrock", "runs/rosenbrock", ["rosenbrock"]),
+    ("ablation_exact", "runs/ablation_exact", ["ablation_exact"]),
+]
+
+
+class _Checked(Exception):
+    """Raised by a stand-in of ``check_outputs``: the script got there (nothing ran yet)."""
+
+
+@pytest.mark.parametrize(("script", "default_out", "stems"), SCRIPT_OUTPUTS)
+def test_scripts_write_under_runs_by_default_and_check_their_outputs_first(
+    monkeypatch, script, default_out, stems
+):
+    module = _load(script)
+    seen = []
+
+    def check(out, names, overwrite, **kwargs):
+        seen.append((out, list(names), overwrite))
+        raise _Checked
+
+    monkeypatch.setattr(module, "check_outputs", check)
+    with pytest.raises(_Checked):
+        module.main(["--smoke"])
+    assert seen == [(default_out, stems, False)]
+
+
+def test_gcn_checks_every_datasets_files_before_training_the_first(tmp_path, capsys):
+    (tmp_path / "gcn_cora.png").write_bytes(b"earlier")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:  # immediate: nothing is loaded or trained
+        _load("gcn").main(["--datasets", "karate,cora", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: {tmp_path / 'gcn_cora.png'} already exists; pass --overwrite to replace it"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gcn_cora.png"]
+
+
+def test_an_out_that_is_a_file_is_refused(tmp_path, capsys):
+    out = tmp_path / "results.json"
+    out.write_text("{}")
+    with pytest.raises(SystemExit) as exc:
+        _load("a1a_10layer").main(["--smoke", "--out", str(out), "--overwrite"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: --out must be a folder (got {str(out)!r}, an existing file)"
+    ]
+
+
+def test_run_and_write_refuses_an_existing_result_before_running(tmp_path, capsys):
+    (tmp_path / "x.md").write_text("earlier")
+    args = argparse.Namespace(out=str(tmp_path), overwrite=False, jobs=1, threads=1)
+    with pytest.raises(SystemExit) as exc:  # the task is no task: running it would fail
+        run_and_write(object(), [], args, seeds=[0], title="t", stem="x", extra={})
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {tmp_path / 'x.md'} already exists; pass --overwrite to replace it"
+    ]
+    assert (tmp_path / "x.md").read_text() == "earlier"
+
+
+def test_write_results_refuses_existing_files_unless_overwrite(tmp_path):
+    results = {"table": "| a |\n", "value": 1}
+    paths = write_results(results, tmp_path, "s")
+    assert set(paths) == {"json", "md"} and json.loads(paths["json"].read_text())["value"] == 1
+    with pytest.raises(FileExistsError, match="s.json already exists"):
+        write_results({**results, "value": 2}, tmp_path, "s")
+    assert json.loads(paths["json"].read_text())["value"] == 1
+    (tmp_path / "t.png").write_bytes(b"png")  # a stem's PNG counts even when none would be drawn
+    with pytest.raises(FileExistsError, match="t.png already exists"):
+        write_results(results, tmp_path, "t")
+    write_results({**results, "value": 2}, tmp_path, "s", overwrite=True)
+    assert json.loads(paths["json"].read_text())["value"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json", "s.md", "t.png"]  # no temp
 
 
 # --------------------------------------------------------------------- the fair protocol

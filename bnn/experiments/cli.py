@@ -3,7 +3,8 @@
 :func:`add_common_arguments` adds the options every script shares, :func:`annealer_settings`
 validates them and reads ``--annealer-config``, :func:`command_line` records the command,
 :func:`parse_experiment_args` parses (bad input: :func:`usage_error`), :func:`shorten_backend`
-gives a slow backend's column a reduced protocol and :func:`run_and_write` runs and writes.
+gives a slow backend's column a reduced protocol, :func:`check_outputs` refuses to replace
+existing result files (unless ``--overwrite``) and :func:`run_and_write` runs and writes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -19,11 +20,14 @@ from typing import Any, NoReturn
 
 # --------------------------------------------------------------------- command line
 def add_common_arguments(
-    parser: argparse.ArgumentParser, *, default_backends: Sequence[str]
+    parser: argparse.ArgumentParser, *, default_backends: Sequence[str], default_out: str
 ) -> argparse.ArgumentParser:
     """The options every experiment script shares.
 
-    ``--seeds N`` (seeds 0..N-1), ``--smoke`` (tiny run for CI), ``--out DIR``,
+    ``--seeds N`` (seeds 0..N-1), ``--smoke`` (tiny run for CI), ``--out DIR`` (default
+    ``default_out``, the script's folder under ``runs/``: only the documented results commands
+    write into ``results/``), ``--overwrite`` (replace result files that already exist in
+    ``--out``; without it a run refuses them before any training, :func:`check_outputs`),
     ``--backend NAME`` (repeatable; the QP-SBGD columns), ``--annealer-config FILE`` (TOML
     with an ``[annealer]`` table: its backend and run settings), ``--num-reads``,
     ``--num-sweeps``, ``--methods`` (comma-separated keys), ``--threads`` (torch and numba),
@@ -33,7 +37,12 @@ def add_common_arguments(
     """
     parser.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1)")
     parser.add_argument("--smoke", action="store_true", help="tiny run (seconds), for CI")
-    parser.add_argument("--out", default="results", help="output folder")
+    parser.add_argument("--out", default=default_out, help=f"output folder (default {default_out})")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace result files that already exist in --out",
+    )
     parser.add_argument(
         "--backend",
         action="append",
@@ -170,6 +179,54 @@ def command_line(script: str | None = None, argv: Sequence[str] | None = None) -
     return "python " + " ".join(shlex.quote(a) for a in args)
 
 
+def check_outputs(
+    out: str | Path,
+    stems: Iterable[str],
+    overwrite: bool,
+    *,
+    suffixes: Sequence[str] | None = None,
+) -> None:
+    """Refuse, before any work, to replace result files a run would write into ``out``.
+
+    For every ``stem``, the files ``STEM.json``, ``STEM.md`` and ``STEM.png``
+    (:func:`bnn.experiments.report.result_files`; only ``STEM.<suffix>`` for the given
+    ``suffixes``, e.g. ``["json"]`` for a script that writes a JSON alone) must not exist unless
+    ``overwrite`` (``--overwrite``) is given; an ``out`` that is an existing file is always
+    refused. Bad
+    cases end the process through :func:`usage_error` (exit code 2, one line naming the file).
+    Nothing is created.
+
+    Example:
+        >>> import contextlib, io, pathlib, tempfile
+        >>> out = pathlib.Path(tempfile.mkdtemp())
+        >>> check_outputs(out, ["gcn_karate"], overwrite=False)  # nothing there yet: fine
+        >>> _ = (out / "gcn_karate.md").write_text("earlier run")
+        >>> check_outputs(out, ["gcn_karate"], overwrite=True)  # replacing is asked for: fine
+        >>> err = io.StringIO()
+        >>> with contextlib.redirect_stderr(err):
+        ...     try:
+        ...         check_outputs(out, ["gcn_karate"], overwrite=False)
+        ...     except SystemExit as exc:
+        ...         print(exc.code)
+        2
+        >>> line = err.getvalue()
+        >>> line.startswith("error: ") and "gcn_karate.md already exists" in line
+        True
+    """
+    from bnn.experiments.report import RESULT_SUFFIXES
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        usage_error(f"--out must be a folder (got {str(out)!r}, an existing file)")
+    if overwrite:
+        return
+    for stem in stems:
+        for suffix in RESULT_SUFFIXES if suffixes is None else suffixes:
+            path = out / f"{stem}.{suffix}"
+            if path.exists():
+                usage_error(f"{path} already exists; pass --overwrite to replace it")
+
+
 def usage_error(message: str) -> NoReturn:
     """End the process on bad command-line input: one ``error: MESSAGE`` line on stderr, exit
     code 2, no traceback.
@@ -298,10 +355,17 @@ def run_and_write(
     extra: Mapping[str, Any],
 ) -> dict[str, Any]:
     """:func:`bnn.experiments.run_experiment`, then :func:`bnn.experiments.write_results` into
-    ``--out`` as ``STEM.*``; prints the table (stdout) and the files written (stderr)."""
+    ``--out`` as ``STEM.*``; prints the table (stdout) and the files written (stderr).
+
+    ``STEM``'s files are checked first (:func:`check_outputs`, ``--overwrite``), so an existing
+    result is refused before the training, not after it. (Scripts check all their stems right
+    after parsing; this is the defensive second check.)
+    """
     from bnn.experiments.harness import run_experiment
     from bnn.experiments.report import write_results
 
+    overwrite = bool(getattr(args, "overwrite", False))
+    check_outputs(args.out, [stem], overwrite)
     results = run_experiment(
         task,
         methods,
@@ -311,7 +375,7 @@ def run_and_write(
         title=title,
         extra=dict(extra),
     )
-    paths = write_results(results, args.out, stem)
+    paths = write_results(results, args.out, stem, overwrite=overwrite)
     print(results["table"])
     print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
     return results

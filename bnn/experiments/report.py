@@ -229,10 +229,21 @@ def plot_curves(results: Mapping[str, Any], path: str | Path) -> Path:
     axes[1].set(xlabel="epoch", ylabel="training loss")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
+    path = save_figure(fig, path)
     plt.close(fig)
     return path
+
+
+def save_figure(fig: Any, path: str | Path, *, dpi: int = 120) -> Path:
+    """Save a matplotlib figure as PNG at ``path`` atomically (a reader never sees a partly
+    written image; :func:`bnn.checkpoint.atomic_write_bytes`). Returns the path."""
+    import io
+
+    from bnn.checkpoint import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def _jsonable(value: Any) -> Any:
@@ -353,10 +364,42 @@ def summary_markdown(index: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(results: Mapping[str, Any], out: str | Path, stem: str) -> dict[str, Path]:
+#: The files of one experiment ``STEM`` in its output folder (``STEM.json``, ``.md``, ``.png``).
+RESULT_SUFFIXES = ("json", "md", "png")
+
+
+def result_files(out: str | Path, stem: str) -> list[Path]:
+    """The files :func:`write_results` (and a script's own plot) may write for ``stem``.
+
+    Example:
+        >>> [p.as_posix() for p in result_files("runs/gcn", "gcn_cora")]
+        ['runs/gcn/gcn_cora.json', 'runs/gcn/gcn_cora.md', 'runs/gcn/gcn_cora.png']
+    """
+    return [Path(out) / f"{stem}.{suffix}" for suffix in RESULT_SUFFIXES]
+
+
+def write_results(
+    results: Mapping[str, Any], out: str | Path, stem: str, *, overwrite: bool = False
+) -> dict[str, Path]:
     """Write ``STEM.png`` (if there are curves), ``STEM.md`` (table) and ``STEM.json`` (raw
-    results, written last) into ``out`` (created). Returns the paths by kind."""
+    results, written last) into ``out`` (created). Returns the paths by kind.
+
+    Every file is written atomically (a temporary file renamed over it), so an interrupted
+    write leaves the earlier file whole or none.
+
+    Raises:
+        FileExistsError: one of ``STEM.json``, ``STEM.md``, ``STEM.png`` already exists and
+            ``overwrite`` is false (nothing is written).
+    """
+    from bnn.checkpoint import atomic_write_bytes
+
     out = Path(out)
+    if not overwrite:
+        existing = [p for p in result_files(out, stem) if p.exists()]
+        if existing:
+            raise FileExistsError(
+                f"{existing[0]} already exists; pass overwrite=True (--overwrite) to replace it"
+            )
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md"}
     if results.get("methods") and any(
@@ -364,7 +407,7 @@ def write_results(results: Mapping[str, Any], out: str | Path, stem: str) -> dic
     ):
         paths["png"] = plot_curves(results, out / f"{stem}.png")
     table = results.get("table") or markdown_table(results)
-    paths["md"].write_text(table)
+    atomic_write_bytes(paths["md"], table.encode())
     # the JSON last: its presence means the run is complete
-    paths["json"].write_text(json.dumps(_jsonable(results), indent=1) + "\n")
+    atomic_write_bytes(paths["json"], (json.dumps(_jsonable(results), indent=1) + "\n").encode())
     return paths

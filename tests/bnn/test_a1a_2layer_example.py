@@ -115,20 +115,44 @@ def test_dwave_config_trains_end_to_end_offline_with_qpu_records(tmp_path, monke
     assert summary["status"] == "completed" and summary["qpu_calls"] == 4
 
 
+def _refused(main, argv: list[str], path: Path, capsys) -> None:
+    """``main(argv)`` with ``path`` already there: exit 2, one line naming it, file unchanged."""
+    before = path.read_bytes()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {path} already exists; pass --overwrite to replace it"
+    ]
+    assert path.read_bytes() == before
+
+
 @pytest.mark.slow
-def test_a1a_2layer_diagnose_smoke(tmp_path):
-    out = _load().main(["--diagnose", "--smoke", "--out", str(tmp_path)])
+def test_a1a_2layer_diagnose_smoke(tmp_path, capsys):
+    (tmp_path / "a1a_2layer.json").write_text("{}")  # the experiment's file: not the diagnosis's
+    argv = ["--diagnose", "--smoke", "--out", str(tmp_path)]
+    out = _load().main(argv)
     saved = json.loads((tmp_path / "a1a_2layer_diagnosis.json").read_text())
     assert saved["class_rates"] == out["class_rates"] and len(saved["runs"]) == 7
     assert [r["pattern"] for r in saved["class_rates"]] == ["000", "011", "100", "111"]
     for r in saved["runs"]:
         assert 0.0 <= r["test_accuracy_mean"] <= 1.0 and 0 <= r["odd_networks"] <= r["seeds"] == 1
+    _refused(_load().main, argv, tmp_path / "a1a_2layer_diagnosis.json", capsys)
 
 
-def test_a1a_2layer_sign_match_audit(tmp_path):
+def test_a1a_2layer_sign_match_audit(tmp_path, capsys):
     argv = ["--audit-sign-match", "2", "--backend", "neal", "--num-reads", "2"]
-    out = _load().main(argv + ["--num-sweeps", "20", "--out", str(tmp_path)])
-    assert (tmp_path / "a1a_2layer_sign_match_audit_2reads_mismatch.json").is_file()
+    argv += ["--num-sweeps", "20", "--out", str(tmp_path)]
+    out = _load().main(argv)
+    path = tmp_path / "a1a_2layer_sign_match_audit_2reads_mismatch.json"
+    assert path.is_file()
+    _refused(_load().main, argv, path, capsys)
+    path.write_text("stale\n")
+    again = _load().main([*argv, "--overwrite"])
+    saved = json.loads(path.read_text())
+    assert saved["layers"] == json.loads(json.dumps(again["layers"]))
+    assert saved["command"].endswith(" --overwrite")
     assert set(out["layers"]) == {"net.0", "net.3"} and out["rows"] == 8
     for layer in out["layers"].values():
         assert layer["steps"] == 2 and layer["variables"] in (35, 45)

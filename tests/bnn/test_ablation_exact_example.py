@@ -75,7 +75,7 @@ def test_audited_solvers_log_their_gaps(abl):
 
 
 @pytest.mark.slow
-def test_ablation_smoke_writes_its_table(abl, tmp_path):
+def test_ablation_smoke_writes_its_table(abl, tmp_path, capsys):
     abl.main(["--smoke", "--out", str(tmp_path)])
     data = json.loads((tmp_path / "ablation_exact.json").read_text())
     assert [s["name"] for s in data["settings"]] == ["searched", "curvature=30"]
@@ -87,3 +87,33 @@ def test_ablation_smoke_writes_its_table(abl, tmp_path):
         assert {p["arm"] for p in st["paired"]} == {"batched_s1", "field"}
     for suffix in ("md", "png"):
         assert (tmp_path / f"ablation_exact.{suffix}").stat().st_size > 0
+    # the same command again: refused before any training, every file left byte for byte
+    files = {p: p.read_bytes() for p in tmp_path.glob("ablation_exact.*")}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        abl.main(["--smoke", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    json_path = tmp_path / "ablation_exact.json"
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {json_path} already exists; pass --overwrite to replace it"
+    ]
+    assert {p: p.read_bytes() for p in tmp_path.glob("ablation_exact.*")} == files
+    # with --overwrite it replaces them (a stale JSON put there first)
+    json_path.write_text("stale\n")
+    abl.main(["--smoke", "--out", str(tmp_path), "--overwrite"])
+    again = json.loads(json_path.read_text())
+    assert again["extra"]["command"].endswith(" --overwrite")
+    assert [s["name"] for s in again["settings"]] == ["searched", "curvature=30"]
+
+
+def test_ablation_writes_under_runs_by_default(abl, monkeypatch):
+    seen = []
+
+    def check(out, stems, overwrite):
+        seen.append((out, list(stems), overwrite))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(abl, "check_outputs", check)
+    with pytest.raises(SystemExit):
+        abl.main(["--smoke"])
+    assert seen == [("runs/ablation_exact", ["ablation_exact"], False)]

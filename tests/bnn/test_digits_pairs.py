@@ -41,6 +41,32 @@ def test_conv_smoke_writes_digits_conv_results(tmp_path) -> None:
     assert not (tmp_path / "digits_0v2.json").exists()  # the MLP experiment keeps its name
 
 
+def test_every_pairs_files_are_checked_before_any_training(tmp_path, capsys) -> None:
+    """A result of the last pair is refused before the first pair trains (immediate exit 2)."""
+    (tmp_path / "digits_conv_1v7.md").write_text("earlier")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        _script().main(["--model", "conv", "--pairs", "0/2,1/7", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {tmp_path / 'digits_conv_1v7.md'} already exists; pass --overwrite to replace it"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["digits_conv_1v7.md"]
+
+
+def test_mlp_and_conv_results_do_not_block_each_other(tmp_path, monkeypatch) -> None:
+    """The MLP's ``digits_<a>v<b>`` files do not stop the conv net's ``digits_conv_<a>v<b>``
+    (and back); each run writes (here: would write) its own stems."""
+    module = _script()
+    stems: list[str] = []
+    monkeypatch.setattr(module, "run_and_write", lambda *a, stem, **k: stems.append(stem))
+    (tmp_path / "digits_0v2.json").write_text("{}")
+    (tmp_path / "digits_conv_1v7.json").write_text("{}")
+    module.main(["--model", "conv", "--pairs", "0/2", "--out", str(tmp_path)])
+    module.main(["--pairs", "1/7", "--out", str(tmp_path)])
+    assert stems == ["digits_conv_0v2", "digits_1v7"]
+
+
 def test_conv_model_is_the_binary_cnn_with_the_requested_channels() -> None:
     from bnn.layers import BinaryConv2d
     from qsgd.binary import binary_layers
