@@ -13,7 +13,10 @@ Writes ``flip_rates_<task>.json`` (per method: the setting, per-step flip fracti
 binary weight, their means over steps 1-5 and from step 6 on, and the best validation epoch of
 this run) and prints a table. Run::
 
-    python examples/gcn_flip_rates.py results/gcn/gcn_citeseer.json --epochs 30 --out runs/gcn_flip_rates
+    python examples/gcn_flip_rates.py results/gcn/gcn_citeseer.json --epochs 30            # -> runs/gcn_flip_rates/
+    python examples/gcn_flip_rates.py results/gcn/gcn_citeseer.json --epochs 30 --out results/gcn --overwrite
+
+An existing output file is refused (exit 2) unless ``--overwrite`` is given.
 """
 
 from __future__ import annotations
@@ -34,9 +37,11 @@ from torch.optim.optimizer import (
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gcn  # noqa: E402  (the experiment's model, data and grids)
 
+from bnn.checkpoint import atomic_write_bytes  # noqa: E402
 from bnn.experiments import (  # noqa: E402
     Task,
     build_methods,
+    check_outputs,
     command_line,
     fix_threads,
     usage_error,
@@ -158,8 +163,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"--methods: {unknown[0]!r} is not a binary method of {args.results}; known: {', '.join(binary)}"
         )
     out_file = Path(args.out) / f"flip_rates_{task_name}.json"
-    if out_file.exists() and not args.overwrite:
-        usage_error(f"{out_file} exists: pass --overwrite to replace it")
+    check_outputs(args.out, [out_file.stem], args.overwrite, suffixes=["json"])
 
     threads = int(results["protocol"].get("threads", 1))
     fix_threads(threads)
@@ -200,9 +204,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         print(f"[{task_name}] {key}: {len(rec.steps)} steps", file=sys.stderr, flush=True)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(out_file)
+    atomic_write_bytes(out_file, (json.dumps(record, indent=1) + "\n").encode())
     print(table(record))
     print(f"wrote {out_file}", file=sys.stderr)
     return record
