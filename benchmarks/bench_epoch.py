@@ -2,8 +2,9 @@
 
 Three workloads, each measured side by side in one run (epochs of the two optimisers
 interleaved, BC, QP, BC, QP, ..., so that load from other processes hits both alike; the
-figures are medians over ``--repeats`` epochs), single-threaded (one torch thread, one numba
-thread). One untimed warm-up step per optimiser loads the numba kernels.
+figures are medians over ``--repeats`` epochs), single-threaded by default (one torch thread
+for both optimisers, one numba/BLAS thread for the annealer; ``--torch-threads`` and
+``--numba-threads`` raise them). One untimed warm-up step per optimiser loads the numba kernels.
 
 * ``a1a``: the a1a 10-layer network of ``examples/a1a_10layer.py`` (``BinaryMLP(123, [128] * 9,
   2)``, batch norm, sign activations) on the full a1a training file (1605 rows, batch 16, 101
@@ -281,9 +282,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         action="store_true",
         help="chains start from sign(-h) (not the experiments')",
     )
-    p.add_argument(
-        "--numba-threads", type=int, default=1, help="annealer (numba and BLAS) threads"
-    )
+    p.add_argument("--numba-threads", type=int, default=1, help="annealer (numba and BLAS) threads")
     p.add_argument(
         "--torch-threads",
         type=int,
@@ -291,8 +290,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="torch threads of both optimisers (default 1: one thread each)",
     )
     args = p.parse_args(argv)
-    if args.numba_threads < 1 or args.torch_threads < 1:
-        p.error("--numba-threads and --torch-threads must be positive ints")
+    for flag, value in (
+        ("--numba-threads", args.numba_threads),
+        ("--torch-threads", args.torch_threads),
+    ):
+        if value < 1:
+            print(f"error: {flag} must be a positive int (got {value})", file=sys.stderr)
+            raise SystemExit(2)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     bad = [t for t in tasks if t not in TASKS]
     if bad:

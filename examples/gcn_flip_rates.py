@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,11 @@ class FlipRecorder:
         self._depth += 1
         params = self._binary(opt)
         if self._depth == 1 and params:
-            self._before = [("x".join(map(str, p.shape)), p, p.detach() >= 0) for p in params]
+            # key: the weight's position among the optimiser's binary weights and its shape
+            self._before = [
+                (f"{i}:" + "x".join(map(str, p.shape)), p, p.detach() >= 0)
+                for i, p in enumerate(params)
+            ]
 
     def _post(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self._depth -= 1
@@ -112,17 +117,30 @@ def _summary(steps: list[dict[str, float]]) -> dict[str, dict[str, float | None]
     return out
 
 
+def recorded_option(command: str, flag: str) -> str | None:
+    """The value of ``flag`` (``--flag V`` or ``--flag=V``) in a recorded command, or None.
+
+    Example:
+        >>> recorded_option("python examples/gcn.py --hidden 128 --out x", "--hidden")
+        '128'
+        >>> recorded_option("python examples/gcn.py --data-root=/d", "--data-root")
+        '/d'
+    """
+    words = shlex.split(command)
+    for i, w in enumerate(words):
+        if w == flag and i + 1 < len(words):
+            return words[i + 1]
+        if w.startswith(flag + "="):
+            return w.split("=", 1)[1]
+    return None
+
+
 def _methods(results: dict[str, Any], keys: list[str]) -> dict[str, Any]:
     """The experiment's methods as ``examples/gcn.py`` builds them, for ``keys``."""
-    qp = next(m for m in results["methods"].values() if m["optimizer"] == "qpsbgd")
-    scale = qp["fixed"].get("curvature_scale", "fisher")
-    backends = sorted(
-        {
-            m["fixed"]["backend"]["backend"]
-            for m in results["methods"].values()
-            if m["optimizer"] == "qpsbgd"
-        }
-    )
+    qp = [m for m in results["methods"].values() if m["optimizer"] == "qpsbgd"]
+    scale = qp[0]["fixed"].get("curvature_scale", "fisher") if qp else "fisher"
+    # without a QP-SBGD column any backend builds the other methods alike
+    backends = sorted({m["fixed"]["backend"]["backend"] for m in qp}) or ["batched"]
     annealer = {k: v for k, v in (results["extra"].get("annealer") or {}).items() if k != "seed"}
     built = build_methods(
         gcn.grids(False, scale),
@@ -141,12 +159,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument(
         "--methods", default=None, help="comma-separated method keys (default: all binary)"
     )
-    p.add_argument("--hidden", type=int, default=None, help="hidden width (default: as gcn.py)")
+    p.add_argument(
+        "--hidden",
+        type=int,
+        default=None,
+        help="hidden width (default: the recorded command's, else gcn.py's default)",
+    )
     p.add_argument("--out", default="runs/gcn_flip_rates", help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     args = p.parse_args(argv)
-    if args.epochs < 1:
-        usage_error(f"--epochs must be a positive int (got {args.epochs})")
+    for flag, value, least in (("--epochs", args.epochs, 1), ("--seed", args.seed, 0)):
+        if value < least:
+            usage_error(f"{flag} must be an int >= {least} (got {value})")
+    if args.hidden is not None and args.hidden < 1:
+        usage_error(f"--hidden must be a positive int (got {args.hidden})")
     try:
         results = json.loads(Path(args.results).read_text())
         task_name = results["task"]
@@ -167,8 +193,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     threads = int(results["protocol"].get("threads", 1))
     fix_threads(threads)
-    hidden = args.hidden or (16 if dataset == "karate" else 64)
-    ds = gcn.load(dataset, None)
+    command = str(results.get("extra", {}).get("command", ""))
+    hidden = args.hidden or int(recorded_option(command, "--hidden") or 0) or None
+    if hidden is None:
+        hidden = 16 if dataset == "karate" else 64  # gcn.py's defaults
+    ds = gcn.load(dataset, recorded_option(command, "--data-root"))
     task = Task(
         task_name,
         ds,
@@ -194,6 +223,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         hp = results["methods"][key]["chosen"]
         with FlipRecorder() as rec:
             run = train_once(task, methods[key], hp, args.seed, epochs=args.epochs, patience=None)
+        if len(rec.steps) != run["epochs_run"]:  # full batch: one step per epoch
+            raise RuntimeError(
+                f"{key}: recorded {len(rec.steps)} optimiser steps in {run['epochs_run']} "
+                "epochs (a run taken from a trial store records none)"
+            )
         record["methods"][key] = {
             "hparams": hp,
             "summary": _summary(rec.steps),

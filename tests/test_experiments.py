@@ -413,6 +413,19 @@ def test_an_out_that_is_a_file_is_refused(tmp_path, capsys):
     ]
 
 
+def test_an_out_that_cannot_be_created_is_refused_before_training(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    out = blocker / "sub"
+    with pytest.raises(SystemExit) as exc:
+        _load("a1a_10layer").main(["--smoke", "--out", str(out)])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: --out {str(out)!r} cannot be created: {str(blocker)!r} is not a writable folder"
+    ]
+    assert blocker.read_text() == "not a folder"
+
+
 def test_run_and_write_refuses_an_existing_result_before_running(tmp_path, capsys):
     (tmp_path / "x.md").write_text("earlier")
     args = argparse.Namespace(out=str(tmp_path), overwrite=False, jobs=1, threads=1)

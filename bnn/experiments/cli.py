@@ -10,6 +10,7 @@ existing result files (unless ``--overwrite``) and :func:`run_and_write` runs an
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -218,6 +219,12 @@ def check_outputs(
     out = Path(out)
     if out.exists() and not out.is_dir():
         usage_error(f"--out must be a folder (got {str(out)!r}, an existing file)")
+    # the folder is created only when the results are written: make sure it can be, now
+    parent = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        usage_error(
+            f"--out {str(out)!r} cannot be created: {str(parent)!r} is not a writable folder"
+        )
     if overwrite:
         return
     for stem in stems:

@@ -376,11 +376,17 @@ def _random_spins(rng: np.random.Generator, rows: int, n: int) -> np.ndarray:
     generator gives the low then the high half of each 64-bit word; so the spins are bits 31
     and 63 of ``ceil(N / 2)`` raw words, about 3x faster than ``integers`` and its int64 array.
     :func:`_raw_bits_match` checks that equivalence once per process on the installed numpy;
-    where it does not hold (or the bit generator is not PCG64) ``integers`` is used.
+    where it does not hold (or the bit generator is not PCG64, or holds a buffered half word,
+    or the size is odd) ``integers`` is used.
     """
     size = rows * n
     bitgen = rng.bit_generator
-    if size % 2 or not isinstance(bitgen, np.random.PCG64) or not _raw_bits_match():
+    if (
+        size % 2
+        or not isinstance(bitgen, np.random.PCG64)
+        or bitgen.state["has_uint32"]  # a half word is buffered: integers would use it first
+        or not _raw_bits_match()
+    ):
         return (2 * rng.integers(0, 2, size=(rows, n)) - 1).astype(np.int8)
     halves = bitgen.random_raw(size // 2).view(np.int32)  # little endian: low half first
     sign = np.right_shift(halves, 31).astype(np.int8)  # bit 31: 0 -> 0, 1 -> -1

@@ -236,8 +236,15 @@ def test_random_initial_spins_are_numpys_integers(rows, n):
         got = _random_spins(a, rows, n)
         want = 2 * b.integers(0, 2, size=(rows, n)) - 1
         assert got.dtype == np.int8 and got.flags.c_contiguous and np.array_equal(got, want)
-        after = (g.integers(0, 2**64, size=4, dtype=np.uint64) for g in (a, b))
+        sa, sb = a.bit_generator.state, b.bit_generator.state
+        assert sa["state"] == sb["state"] and sa["has_uint32"] == sb["has_uint32"]
+        after = (g.integers(0, 2, size=5) for g in (a, b))  # reads a buffered half word first
         assert np.array_equal(*after)
+    # a generator holding a buffered half word: integers would use it first, and so does this
+    a, b = (np.random.Generator(np.random.PCG64(7)) for _ in "ab")
+    a.integers(0, 2, size=1), b.integers(0, 2, size=1)
+    assert a.bit_generator.state["has_uint32"] == 1
+    assert np.array_equal(_random_spins(a, rows, n), 2 * b.integers(0, 2, size=(rows, n)) - 1)
 
 
 def test_sampler_api_and_parameters_in_sync(sampler):
