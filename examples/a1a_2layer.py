@@ -57,6 +57,7 @@ from bnn.experiments import (
     shorten_backend,
     shrink_tabular,
     usage_error,
+    write_json,
 )
 from bnn.models import BinaryMLP
 
@@ -292,18 +293,9 @@ def audit_name(annealer: dict, decode: str) -> str:
 
 
 def _write_json(out_dir: str, name: str, data: dict, *, overwrite: bool) -> None:
-    """``data`` as ``OUT_DIR/NAME.json``, written atomically; names the file on stderr.
-
-    Raises:
-        FileExistsError: the file exists and ``overwrite`` is false (main checks first).
-    """
-    from bnn.checkpoint import atomic_write_bytes
-
-    path = Path(out_dir) / f"{name}.json"
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
+    """``data`` as ``OUT_DIR/NAME.json`` (:func:`bnn.experiments.write_json`: atomic, refused
+    when it exists and ``overwrite`` is false; main checks first); names the file on stderr."""
+    path = write_json(Path(out_dir) / f"{name}.json", data, overwrite=overwrite)
     print(f"wrote {path}", file=sys.stderr)
 
 

@@ -38,7 +38,6 @@ from torch.optim.optimizer import (
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gcn  # noqa: E402  (the experiment's model, data and grids)
 
-from bnn.checkpoint import atomic_write_bytes  # noqa: E402
 from bnn.experiments import (  # noqa: E402
     Task,
     build_methods,
@@ -46,6 +45,7 @@ from bnn.experiments import (  # noqa: E402
     command_line,
     fix_threads,
     usage_error,
+    write_json,
 )
 from bnn.experiments.runs import train_once  # noqa: E402
 
@@ -237,8 +237,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "test_accuracy": run["test_accuracy"],
         }
         print(f"[{task_name}] {key}: {len(rec.steps)} steps", file=sys.stderr, flush=True)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out_file, (json.dumps(record, indent=1) + "\n").encode())
+    write_json(out_file, record, overwrite=args.overwrite)
     print(table(record))
     print(f"wrote {out_file}", file=sys.stderr)
     return record

@@ -95,6 +95,7 @@ from bnn.experiments.report import (
     summary_index,
     summary_markdown,
     t_interval,
+    write_json,
     write_results,
 )
 from bnn.experiments.runs import (  # noqa: F401
@@ -128,6 +129,7 @@ __all__ = [
     "markdown_table",
     "plot_curves",
     "write_results",
+    "write_json",
     "result_files",
     "save_figure",
     "numbers_only",

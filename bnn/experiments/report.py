@@ -378,6 +378,22 @@ def result_files(out: str | Path, stem: str) -> list[Path]:
     return [Path(out) / f"{stem}.{suffix}" for suffix in RESULT_SUFFIXES]
 
 
+def write_json(path: str | Path, data: Any, *, overwrite: bool = False) -> Path:
+    """``data`` as indented JSON at ``path``, written atomically (folder created); the one
+    writer of the experiments' JSON files (:func:`write_results`, the scripts' diagnostics).
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is false (nothing is written).
+    """
+    from bnn.checkpoint import atomic_write_bytes
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_bytes(path, (json.dumps(_jsonable(data), indent=1) + "\n").encode())
+
+
 def write_results(
     results: Mapping[str, Any], out: str | Path, stem: str, *, overwrite: bool = False
 ) -> dict[str, Path]:
@@ -409,5 +425,5 @@ def write_results(
     table = results.get("table") or markdown_table(results)
     atomic_write_bytes(paths["md"], table.encode())
     # the JSON last: its presence means the run is complete
-    atomic_write_bytes(paths["json"], (json.dumps(_jsonable(results), indent=1) + "\n").encode())
+    write_json(paths["json"], results, overwrite=True)  # refused above unless overwrite
     return paths
